@@ -1,0 +1,39 @@
+//! errand's core: everything about jobs that needs no I/O.
+//!
+//! - [`job`]: the job model ([`Job`], [`NewJob`], [`JobState`]) and what a
+//!   handler may answer ([`Outcome`]).
+//! - [`lifecycle`]: the state machine as a pure function, and the
+//!   resolution of an outcome into the store write that records it.
+//! - [`retry`]: retry policies (fixed, linear, exponential with jitter and a cap).
+//! - [`validate`]: input validation with errors that name the field and the rule.
+//! - [`store`]: the [`Store`] port every backend implements.
+//! - [`clock`]: an injectable clock, so tests never sleep.
+//! - `testkit` (feature `testkit`): the conformance suite every backend runs.
+//!
+//! The crate knows no database, no HTTP and no CLI.
+
+pub mod clock;
+pub mod error;
+pub mod job;
+pub mod lifecycle;
+pub mod retry;
+pub mod store;
+pub mod validate;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::StoreError;
+pub use job::{
+    Completion, ErrorRecord, Finish, Job, JobId, JobState, Lease, NewJob, Outcome, Progress, UniqueMode,
+};
+pub use retry::{Backoff, RetryPolicy};
+pub use store::{
+    ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
+    Scope, Store,
+};
+pub use validate::{Limits, ValidJob, ValidationError};
+
+/// A point in time, with microsecond precision once stored.
+pub use jiff::Timestamp;

@@ -1,0 +1,255 @@
+//! The storage port. Every backend (SQLite, PostgreSQL, …) implements
+//! [`Store`] and passes the one conformance suite in `testkit`.
+//!
+//! Methods are named after the domain verb and what they guard. Each write
+//! that changes a job's state is one [`Event`](crate::lifecycle::Event) of the
+//! lifecycle, guarded by the same source states as
+//! [`transition`](crate::lifecycle::transition). Times are passed in (`now`),
+//! never read from the system clock, so tests can drive them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::error::StoreError;
+use crate::job::{Completion, Job, JobId, JobState, Progress};
+use crate::retry::RetryPolicy;
+use crate::validate::ValidJob;
+
+/// Which tenants' jobs a caller may see and touch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Every job (operators, single-tenant deployments).
+    #[default]
+    All,
+    /// Only jobs whose tenant is this one; other jobs look as if they did not exist.
+    Tenant(String),
+}
+
+impl Scope {
+    /// Whether a job with `tenant` is visible in this scope.
+    pub fn allows(&self, tenant: Option<&str>) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Tenant(t) => tenant == Some(t.as_str()),
+        }
+    }
+}
+
+/// The result of inserting one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Inserted {
+    /// The new job's id, or the existing job's id for a duplicate.
+    pub id: JobId,
+    /// True when a job with the same unique key already existed; nothing was written.
+    pub duplicate: bool,
+    /// The state of the job `id` names.
+    pub state: JobState,
+}
+
+/// A request to claim available jobs from one queue.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// The queue.
+    pub queue: String,
+    /// The most jobs to claim.
+    pub limit: usize,
+    /// The claiming worker's id, recorded as the lease owner.
+    pub owner: String,
+    /// How long the lease lasts unless extended.
+    pub lease_for: Duration,
+    /// The current time.
+    pub now: Timestamp,
+}
+
+/// The outcome of one [`Completion`], in the order given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionResult {
+    /// Written.
+    Done,
+    /// Refused: the lease token no longer matches (rescued and re-claimed, or
+    /// finished already). Nothing was written.
+    LeaseLost,
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseReport {
+    /// Jobs whose lease this worker no longer holds; it should stop them.
+    pub lost: Vec<JobId>,
+    /// Jobs an operator asked to cancel; their handlers should stop.
+    pub cancel_requested: Vec<JobId>,
+}
+
+/// Which finished jobs to prune.
+#[derive(Debug, Clone)]
+pub struct PruneRequest {
+    /// Jobs finished before this instant.
+    pub finished_before: Timestamp,
+    /// Only this queue; `None`: every queue not in `except_queues`.
+    pub queue: Option<String>,
+    /// With `queue: None`, queues left alone (they have rules of their own).
+    pub except_queues: Vec<String>,
+    /// The most rows to delete in one call (keeps transactions short).
+    pub limit: usize,
+}
+
+/// Filters for listing jobs; newest first, paged by id.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Whose jobs.
+    pub scope: Scope,
+    /// Any of these states (empty: all).
+    pub states: Vec<JobState>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this tenant (within `scope`).
+    pub tenant: Option<String>,
+    /// Only jobs with an id below this (the previous page's `next_cursor`).
+    pub before_id: Option<JobId>,
+    /// Page size (the store caps it at 1000; 0 means 50).
+    pub limit: usize,
+}
+
+/// One page of jobs.
+#[derive(Debug, Clone, Default)]
+pub struct JobPage {
+    /// The jobs, newest (highest id) first.
+    pub jobs: Vec<Job>,
+    /// Pass as `before_id` to get the next page; `None` on the last page.
+    pub next_cursor: Option<JobId>,
+}
+
+/// A queue's state and figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueueStats {
+    /// Its name.
+    pub name: String,
+    /// Whether workers are told not to claim from it.
+    pub paused: bool,
+    /// Jobs now in each state (states with none are absent).
+    pub counts: BTreeMap<JobState, u64>,
+    /// How long the oldest available job has been waiting.
+    #[serde(with = "crate::job::opt_duration_ms", rename = "oldest_available_age_ms")]
+    pub oldest_available_age: Option<Duration>,
+    /// Jobs ever completed; survives pruning.
+    pub completed_total: u64,
+    /// Attempts ever failed (retried or discarded); survives pruning.
+    pub failed_total: u64,
+    /// Jobs ever discarded; survives pruning.
+    pub discarded_total: u64,
+}
+
+/// The storage port.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for the backend ("sqlite", "postgres").
+    fn backend(&self) -> &'static str;
+
+    /// Inserts jobs atomically: all are written or none. A job whose unique
+    /// key is taken (by a stored job, or by an earlier job of the same batch)
+    /// is not written; its [`Inserted`] names the existing job with
+    /// `duplicate: true`. Creates queues on first use. Results are in input order.
+    async fn insert_jobs(&self, jobs: Vec<ValidJob>, now: Timestamp) -> Result<Vec<Inserted>, StoreError>;
+
+    /// Claims up to `limit` available jobs of an unpaused queue whose `run_at`
+    /// has come and whose `expires_at` has not passed, ordered by priority,
+    /// then `run_at`, then id. Each becomes running with a fresh lease (a
+    /// token larger than any before for that job) and one more attempt.
+    async fn claim_available(&self, req: ClaimRequest) -> Result<Vec<Job>, StoreError>;
+
+    /// Records how attempts ended. Each write applies only if the job is
+    /// still running under the given lease token; otherwise its result is
+    /// [`CompletionResult::LeaseLost`] and nothing changes for it.
+    /// Snooze and hand-back give the attempt back.
+    async fn complete_batch(
+        &self,
+        items: Vec<Completion>,
+        now: Timestamp,
+    ) -> Result<Vec<CompletionResult>, StoreError>;
+
+    /// Extends the leases `owner` holds on `held` (id, token) to `until`.
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        held: &[(JobId, i64)],
+        until: Timestamp,
+    ) -> Result<LeaseReport, StoreError>;
+
+    /// Stores a running job's progress, if the lease still holds.
+    async fn report_progress(
+        &self,
+        id: JobId,
+        lease_token: i64,
+        progress: Progress,
+    ) -> Result<(), StoreError>;
+
+    /// Running jobs whose lease expired before `now` become retryable (with
+    /// the job's own retry policy, else `policy`) or discarded when out of
+    /// attempts; an error naming the lost lease is added to their history.
+    /// Returns how many were rescued.
+    async fn rescue_expired_leases(
+        &self,
+        now: Timestamp,
+        policy: &RetryPolicy,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
+
+    /// Scheduled and retryable jobs whose `run_at` has come become available.
+    /// Returns the queues that received jobs.
+    async fn promote_due(&self, now: Timestamp, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// Unstarted jobs whose `expires_at` passed become expired. Returns how many.
+    async fn expire_due(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError>;
+
+    /// Deletes finished jobs as the request says. Returns how many.
+    async fn prune_finished(&self, req: &PruneRequest) -> Result<u64, StoreError>;
+
+    /// The earliest `run_at` of a scheduled or retryable job, if any.
+    async fn next_due_at(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// One job, if `scope` may see it.
+    async fn get_job(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError>;
+
+    /// Jobs matching `filter`, newest first.
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage, StoreError>;
+
+    /// Cancels a job: an unstarted one becomes cancelled at once; a running
+    /// one is flagged (`cancel_requested`) and its worker stops it at its
+    /// next heartbeat. A finished one is [`StoreError::InvalidState`].
+    async fn cancel_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError>;
+
+    /// An operator's retry: a discarded, cancelled, expired, retryable or
+    /// scheduled job becomes available now; if it had used all its attempts
+    /// it is allowed one more. Completed and running jobs are refused.
+    async fn retry_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError>;
+
+    /// Pauses or resumes a queue (creating it if new).
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Every known queue with its figures.
+    async fn list_queues(&self, now: Timestamp) -> Result<Vec<QueueStats>, StoreError>;
+
+    /// Takes or renews the leader role `role` for `owner` until `now + ttl`.
+    /// Returns true if `owner` holds the role afterwards. A holder that
+    /// stops renewing loses the role once its lease runs out.
+    async fn elect_leader(
+        &self,
+        role: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up the leader role if `owner` holds it (graceful shutdown).
+    async fn resign_leader(&self, role: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Waits until another process may have written jobs, or `timeout`
+    /// passes. Spurious returns are allowed; it is a hint to look again.
+    async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError>;
+}

@@ -17,6 +17,7 @@ pub mod error;
 pub mod job;
 pub mod lifecycle;
 pub mod retry;
+pub mod schedule;
 pub mod store;
 pub mod validate;
 

@@ -1,0 +1,3 @@
+//! The `errand` command line.
+
+pub(crate) mod schedule;

@@ -91,6 +91,7 @@ impl ValidationError {
 /// A job that passed validation, with every default applied and every
 /// relative time made absolute. Only [`validate`] and [`validate_batch`] make one.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ValidJob {
     /// Kind.
     pub kind: String,
@@ -118,7 +119,6 @@ pub struct ValidJob {
     pub meta: String,
     /// The job's own retry policy.
     pub retry: Option<RetryPolicy>,
-    _sealed: (),
 }
 
 fn name_ok(s: &str, max: usize, extra: &[u8]) -> bool {
@@ -332,7 +332,6 @@ pub fn validate(job: NewJob, limits: &Limits, now: Timestamp) -> Result<ValidJob
         tags: job.tags,
         meta,
         retry: job.retry,
-        _sealed: (),
     })
 }
 

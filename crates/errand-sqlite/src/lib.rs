@@ -1,1 +1,144 @@
-//! The embedded SQLite store.
+//! errand's embedded SQLite store.
+//!
+//! One file, WAL mode, safe for several processes. Inside a process every
+//! write goes through one writer thread that groups whatever is waiting into
+//! a single `BEGIN IMMEDIATE` transaction (group commit): concurrent single
+//! inserts, claims and completion batches share one commit. Each command runs
+//! in its own savepoint, so one failing command never undoes another, and its
+//! caller hears back only after the commit is durable to the configured level.
+//! Reads use a small pool of separate connections.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), errand_core::StoreError> {
+//! let store = errand_sqlite::SqliteStore::open(errand_sqlite::SqliteConfig::new("errand.db")).await?;
+//! # Ok(()) }
+//! ```
+
+mod reader;
+mod row;
+mod schema;
+mod store;
+mod watch;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use errand_core::StoreError;
+
+pub use schema::SCHEMA_VERSION;
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL`: a committed job survives any crash of the process
+    /// (the default). A power loss may drop the last few commits.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced, so it also survives power
+    /// loss. Group commit keeps this affordable under concurrency.
+    Full,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "normal" => Ok(Durability::Normal),
+            "full" => Ok(Durability::Full),
+            other => Err(format!("unknown durability {other:?}; expected normal or full")),
+        }
+    }
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The database file (created if missing).
+    pub path: PathBuf,
+    /// Commit durability.
+    pub durability: Durability,
+    /// How long to wait for another process's write lock before failing.
+    pub busy_timeout: Duration,
+    /// The most commands grouped into one transaction.
+    pub max_group: usize,
+    /// How often to look for other processes' writes (see [`errand_core::Store::wait_for_change`]).
+    pub watch_interval: Duration,
+}
+
+impl SqliteConfig {
+    /// Defaults for the file at `path`.
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        SqliteConfig {
+            path: path.as_ref().to_path_buf(),
+            durability: Durability::Normal,
+            busy_timeout: Duration::from_secs(10),
+            max_group: 512,
+            watch_interval: Duration::from_millis(5),
+        }
+    }
+
+    /// Sets the durability.
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+}
+
+/// The SQLite store. Cheap to clone: clones share the writer and readers.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SqliteConfig,
+    writer: writer::Writer,
+    readers: reader::Readers,
+    watch: watch::Watch,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.config.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database.
+    pub async fn open(config: SqliteConfig) -> Result<Self, StoreError> {
+        let cfg = config.clone();
+        let (conn, readers) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let mut conn = schema::connect(&cfg)?;
+            schema::migrate(&mut conn)?;
+            let readers = reader::Readers::new(cfg.clone());
+            Ok((conn, readers))
+        })
+        .await
+        .map_err(StoreError::backend)??;
+        let writer = writer::Writer::spawn(conn, config.max_group);
+        let watch = watch::Watch::spawn(config.clone());
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                config,
+                writer,
+                readers,
+                watch,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.config.path
+    }
+
+    /// Applies pending migrations (done by [`SqliteStore::open`] too) and
+    /// returns the schema version.
+    pub async fn migrate(&self) -> Result<i64, StoreError> {
+        self.inner.writer.run(schema::version).await
+    }
+}

@@ -1,0 +1,5 @@
+-- One statement per kind of finish, all fenced the same way: the write
+-- applies only while the job is running under the caller's lease token (a
+-- rescued and re-claimed job has a larger token). Looked up by primary key.
+-- ?1 id, ?2 lease token, ?3 a time (finished_at or the next run_at),
+-- ?4 result or error record (JSON text).

@@ -1,0 +1,814 @@
+//! `Store` for SQLite.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, named_params, params};
+
+use errand_core::clock::{add, from_micros, to_micros};
+use errand_core::store::{
+    ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
+    Scope,
+};
+use errand_core::{
+    Completion, ErrorRecord, Finish, Job, JobId, JobState, Progress, RetryPolicy, Store, StoreError,
+    UniqueMode, ValidJob,
+};
+
+use crate::SqliteStore;
+use crate::row::{self, err};
+
+const CLAIM: &str = include_str!("../sql/claim_available.sql");
+const INSERT: &str = include_str!("../sql/insert_job.sql");
+const FIND_UNIQUE: &str = include_str!("../sql/find_unique.sql");
+const RESCUE: &str = include_str!("../sql/rescue_expired_leases.sql");
+const PROMOTE: &str = include_str!("../sql/promote_due.sql");
+const EXPIRE: &str = include_str!("../sql/expire_due.sql");
+
+// See sql/complete.sql for the fencing rule these share.
+const FENCE: &str = "WHERE id = ?1 AND state = 'running' AND lease_token = ?2 RETURNING queue";
+const CLEAR_LEASE: &str = "lease_owner = NULL, lease_expires_at = NULL";
+const APPEND_ERROR: &str = "errors = json_insert(errors, '$[#]', json(?4))";
+
+/// The UPDATE for each kind of finish, built once (indexed by [`finish_index`]).
+static FINISH_SQL: std::sync::LazyLock<[String; 7]> = std::sync::LazyLock::new(|| {
+    [
+        Finish::Complete { result: None },
+        Finish::Retry {
+            at: Timestamp::UNIX_EPOCH,
+            error: placeholder_error(),
+        },
+        Finish::Discard {
+            error: placeholder_error(),
+        },
+        Finish::Snooze {
+            at: Timestamp::UNIX_EPOCH,
+        },
+        Finish::Cancel {
+            error: placeholder_error(),
+        },
+        Finish::Expire,
+        Finish::HandBack,
+    ]
+    .map(|f| build_finish_sql(&f))
+});
+
+fn placeholder_error() -> ErrorRecord {
+    ErrorRecord {
+        attempt: 0,
+        at: Timestamp::UNIX_EPOCH,
+        message: String::new(),
+        worker: None,
+    }
+}
+
+fn finish_sql(f: &Finish) -> &'static str {
+    &FINISH_SQL[finish_index(f)]
+}
+
+/// Whether the finish's statement takes the text parameter ?4.
+fn finish_has_text(f: &Finish) -> bool {
+    !matches!(f, Finish::Snooze { .. } | Finish::Expire | Finish::HandBack)
+}
+
+fn build_finish_sql(f: &Finish) -> String {
+    let set = match f {
+        Finish::Complete { .. } => "state = 'completed', finished_at = ?3, result = ?4".to_owned(),
+        Finish::Retry { .. } => format!("state = 'retryable', run_at = ?3, {APPEND_ERROR}"),
+        Finish::Discard { .. } => format!("state = 'discarded', finished_at = ?3, {APPEND_ERROR}"),
+        Finish::Snooze { .. } => "state = 'scheduled', run_at = ?3, attempt = attempt - 1".to_owned(),
+        Finish::Cancel { .. } => format!("state = 'cancelled', finished_at = ?3, {APPEND_ERROR}"),
+        Finish::Expire => "state = 'expired', finished_at = ?3, attempt = attempt - 1".to_owned(),
+        Finish::HandBack => "state = 'available', attempt = attempt - 1".to_owned(),
+    };
+    format!("UPDATE jobs SET {set}, {CLEAR_LEASE} {FENCE}")
+}
+
+fn finish_index(f: &Finish) -> usize {
+    match f {
+        Finish::Complete { .. } => 0,
+        Finish::Retry { .. } => 1,
+        Finish::Discard { .. } => 2,
+        Finish::Snooze { .. } => 3,
+        Finish::Cancel { .. } => 4,
+        Finish::Expire => 5,
+        Finish::HandBack => 6,
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(StoreError::backend)
+}
+
+/// Per-queue totals gathered in one transaction, added in one statement per queue.
+#[derive(Default)]
+struct Totals(HashMap<String, [i64; 3]>);
+
+impl Totals {
+    fn add(&mut self, queue: String, finish: &Finish) {
+        let t = self.0.entry(queue).or_default();
+        match finish {
+            Finish::Complete { .. } => t[0] += 1,
+            Finish::Retry { .. } => t[1] += 1,
+            Finish::Discard { .. } => {
+                t[1] += 1;
+                t[2] += 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn write(self, conn: &Connection) -> Result<(), StoreError> {
+        let mut st = conn
+            .prepare_cached(
+                "UPDATE queues SET completed_total = completed_total + ?2, failed_total = failed_total + ?3, \
+                 discarded_total = discarded_total + ?4 WHERE name = ?1",
+            )
+            .map_err(err)?;
+        for (q, [c, f, d]) in self.0 {
+            if c != 0 || f != 0 || d != 0 {
+                st.execute(params![q, c, f, d]).map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn insert_all(conn: &Connection, jobs: Vec<ValidJob>, now: Timestamp) -> Result<Vec<Inserted>, StoreError> {
+    let now_us = to_micros(now);
+    let mut out = Vec::with_capacity(jobs.len());
+    {
+        let mut queue = conn
+            .prepare_cached("INSERT OR IGNORE INTO queues (name, created_at) VALUES (?1, ?2)")
+            .map_err(err)?;
+        let mut last: Option<&str> = None;
+        for j in &jobs {
+            if last != Some(j.queue.as_str()) {
+                queue.execute(params![j.queue, now_us]).map_err(err)?;
+                last = Some(j.queue.as_str());
+            }
+        }
+    }
+    let mut ins = conn.prepare_cached(INSERT).map_err(err)?;
+    let mut find = conn.prepare_cached(FIND_UNIQUE).map_err(err)?;
+    for j in jobs {
+        let (unique_key, unique_period) = match &j.unique {
+            Some((k, UniqueMode::WhileUnfinished)) => (Some(k.as_str()), None),
+            Some((k, UniqueMode::Period { period })) => (
+                Some(k.as_str()),
+                Some(period.as_micros().min(i64::MAX as u128) as i64),
+            ),
+            None => (None, None),
+        };
+        if let Some(key) = unique_key {
+            let since = unique_period.map(|p| now_us.saturating_sub(p));
+            let found: Option<(i64, String)> = find
+                .query_row(params![key, j.tenant, since], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(err)?;
+            if let Some((id, state)) = found {
+                out.push(Inserted {
+                    id: JobId(id),
+                    duplicate: true,
+                    state: JobState::parse(&state).unwrap_or(JobState::Available),
+                });
+                continue;
+            }
+        }
+        let state = if j.run_at <= now {
+            JobState::Available
+        } else {
+            JobState::Scheduled
+        };
+        let tags = if j.tags.is_empty() {
+            "[]".to_owned()
+        } else {
+            json(&j.tags)?
+        };
+        let retry = j.retry.as_ref().map(json).transpose()?;
+        ins.execute(params![
+            j.tenant,
+            j.queue,
+            j.kind,
+            j.args,
+            j.priority,
+            state.as_str(),
+            j.max_attempts,
+            to_micros(j.run_at),
+            now_us,
+            j.expires_at.map(to_micros),
+            unique_key,
+            unique_period,
+            j.timeout.map(|t| t.as_millis().min(i64::MAX as u128) as i64),
+            tags,
+            j.meta,
+            retry,
+        ])
+        .map_err(err)?;
+        out.push(Inserted {
+            id: JobId(conn.last_insert_rowid()),
+            duplicate: false,
+            state,
+        });
+    }
+    Ok(out)
+}
+
+fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Vec<Job>, StoreError> {
+    let now = to_micros(req.now);
+    let until = to_micros(add(req.now, req.lease_for));
+    let mut st = conn.prepare_cached(CLAIM).map_err(err)?;
+    let rows = st
+        .query_map(
+            named_params! {
+                ":now": now,
+                ":owner": req.owner,
+                ":lease_until": until,
+                ":queue": req.queue,
+                ":limit": req.limit as i64,
+            },
+            row::job,
+        )
+        .map_err(err)?;
+    let mut jobs = rows.collect::<Result<Vec<_>, _>>().map_err(err)?;
+    jobs.sort_unstable_by_key(|j| (j.priority, j.run_at, j.id));
+    Ok(jobs)
+}
+
+fn complete(
+    conn: &Connection,
+    items: Vec<Completion>,
+    now: Timestamp,
+) -> Result<Vec<CompletionResult>, StoreError> {
+    let now_us = to_micros(now);
+    let mut totals = Totals::default();
+    let mut out = Vec::with_capacity(items.len());
+    for c in items {
+        let mut st = conn.prepare_cached(finish_sql(&c.finish)).map_err(err)?;
+        let (time, text): (i64, Option<String>) = match &c.finish {
+            Finish::Complete { result } => (now_us, result.clone()),
+            Finish::Retry { at, error } => (to_micros(*at), Some(json(error)?)),
+            Finish::Discard { error } | Finish::Cancel { error } => (now_us, Some(json(error)?)),
+            Finish::Snooze { at } => (to_micros(*at), None),
+            Finish::Expire | Finish::HandBack => (now_us, None),
+        };
+        let queue: Option<String> = if finish_has_text(&c.finish) {
+            st.query_row(params![c.id.0, c.lease_token, time, text], |r| r.get(0))
+        } else {
+            st.query_row(params![c.id.0, c.lease_token, time], |r| r.get(0))
+        }
+        .optional()
+        .map_err(err)?;
+        match queue {
+            Some(q) => {
+                totals.add(q, &c.finish);
+                out.push(CompletionResult::Done);
+            }
+            None => out.push(CompletionResult::LeaseLost),
+        }
+    }
+    totals.write(conn)?;
+    Ok(out)
+}
+
+fn rescue(conn: &Connection, now: Timestamp, policy: &RetryPolicy, limit: usize) -> Result<u64, StoreError> {
+    let now_us = to_micros(now);
+    type Candidate = (i64, i32, i32, Option<String>, Option<String>, i64, String);
+    let candidates: Vec<Candidate> = {
+        let mut st = conn.prepare_cached(RESCUE).map_err(err)?;
+        st.query_map(params![now_us, limit as i64], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)?
+    };
+    let mut totals = Totals::default();
+    let mut n = 0;
+    for (id, attempt, max_attempts, retry, owner, token, queue) in candidates {
+        let own: Option<RetryPolicy> = retry.and_then(|s| serde_json::from_str(&s).ok());
+        let error = ErrorRecord {
+            attempt,
+            at: now,
+            message: format!(
+                "lease expired: worker {} stopped heartbeating",
+                owner.as_deref().unwrap_or("(unknown)")
+            ),
+            worker: owner,
+        };
+        let finish = if attempt < max_attempts {
+            let delay = own.as_ref().unwrap_or(policy).delay_random(attempt);
+            Finish::Retry {
+                at: add(now, delay),
+                error,
+            }
+        } else {
+            Finish::Discard { error }
+        };
+        let sql = finish_sql(&finish);
+        let (time, text) = match &finish {
+            Finish::Retry { at, error } => (to_micros(*at), json(error)?),
+            Finish::Discard { error } => (now_us, json(error)?),
+            _ => unreachable!("rescue only retries or discards"),
+        };
+        let done: Option<String> = conn
+            .prepare_cached(sql)
+            .map_err(err)?
+            .query_row(params![id, token, time, text], |r| r.get(0))
+            .optional()
+            .map_err(err)?;
+        if done.is_some() {
+            totals.add(queue, &finish);
+            n += 1;
+        }
+    }
+    totals.write(conn)?;
+    Ok(n)
+}
+
+fn load(conn: &Connection, id: JobId) -> Result<Option<Job>, StoreError> {
+    conn.prepare_cached("SELECT * FROM jobs WHERE id = ?1")
+        .map_err(err)?
+        .query_row([id.0], row::job)
+        .optional()
+        .map_err(err)
+}
+
+fn load_scoped(conn: &Connection, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
+    match load(conn, id)? {
+        Some(j) if scope.allows(j.tenant.as_deref()) => Ok(j),
+        _ => Err(StoreError::NotFound(id)),
+    }
+}
+
+fn operator_record(job: &Job, now: Timestamp, message: &str) -> Result<String, StoreError> {
+    json(&ErrorRecord {
+        attempt: job.attempt,
+        at: now,
+        message: message.to_owned(),
+        worker: None,
+    })
+}
+
+fn cancel(conn: &Connection, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+    let job = load_scoped(conn, id, scope)?;
+    match job.state {
+        JobState::Scheduled | JobState::Available | JobState::Retryable => {
+            conn.execute(
+                "UPDATE jobs SET state = 'cancelled', finished_at = ?2, errors = json_insert(errors, '$[#]', json(?3)) \
+                 WHERE id = ?1",
+                params![id.0, to_micros(now), operator_record(&job, now, "cancelled by an operator")?],
+            )
+            .map_err(err)?;
+        }
+        JobState::Running => {
+            conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1", [id.0])
+                .map_err(err)?;
+        }
+        state => {
+            return Err(StoreError::InvalidState {
+                id,
+                state,
+                action: "cancel",
+            });
+        }
+    }
+    load_scoped(conn, id, scope)
+}
+
+fn retry(conn: &Connection, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+    let job = load_scoped(conn, id, scope)?;
+    match job.state {
+        JobState::Discarded
+        | JobState::Cancelled
+        | JobState::Expired
+        | JobState::Retryable
+        | JobState::Scheduled => {
+            conn.execute(
+                "UPDATE jobs SET state = 'available', run_at = ?2, finished_at = NULL, cancel_requested = 0, \
+                 max_attempts = max(max_attempts, attempt + 1), \
+                 expires_at = CASE WHEN expires_at <= ?2 THEN NULL ELSE expires_at END \
+                 WHERE id = ?1",
+                params![id.0, to_micros(now)],
+            )
+            .map_err(err)?;
+            conn.execute(
+                "INSERT OR IGNORE INTO queues (name, created_at) VALUES (?1, ?2)",
+                params![job.queue, to_micros(now)],
+            )
+            .map_err(err)?;
+            load_scoped(conn, id, scope)
+        }
+        state => Err(StoreError::InvalidState {
+            id,
+            state,
+            action: "retry",
+        }),
+    }
+}
+
+fn list(conn: &Connection, f: &JobFilter) -> Result<JobPage, StoreError> {
+    let limit = match f.limit {
+        0 => 50,
+        n => n.min(1000),
+    };
+    let mut sql = String::from("SELECT * FROM jobs WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut push = |clause: &str, v: rusqlite::types::Value, sql: &mut String| {
+        args.push(v);
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Scope::Tenant(t) = &f.scope {
+        push("tenant =", t.clone().into(), &mut sql);
+    }
+    if let Some(t) = &f.tenant {
+        push("tenant =", t.clone().into(), &mut sql);
+    }
+    if let Some(q) = &f.queue {
+        push("queue =", q.clone().into(), &mut sql);
+    }
+    if let Some(k) = &f.kind {
+        push("kind =", k.clone().into(), &mut sql);
+    }
+    if let Some(c) = f.before_id {
+        push("id <", c.0.into(), &mut sql);
+    }
+    if !f.states.is_empty() {
+        let names: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
+        push(
+            "state IN (SELECT value FROM json_each(",
+            json(&names)?.into(),
+            &mut sql,
+        );
+        sql.push_str("))");
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
+    let mut st = conn.prepare(&sql).map_err(err)?;
+    let mut jobs = st
+        .query_map(rusqlite::params_from_iter(args), row::job)
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    let next_cursor = if jobs.len() > limit {
+        jobs.truncate(limit);
+        jobs.last().map(|j| j.id)
+    } else {
+        None
+    };
+    Ok(JobPage { jobs, next_cursor })
+}
+
+fn queues(conn: &Connection, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
+    let mut out: BTreeMap<String, QueueStats> = BTreeMap::new();
+    let mut st = conn
+        .prepare("SELECT name, paused, completed_total, failed_total, discarded_total FROM queues")
+        .map_err(err)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(QueueStats {
+                name: r.get(0)?,
+                paused: r.get::<_, i64>(1)? != 0,
+                completed_total: r.get::<_, i64>(2)? as u64,
+                failed_total: r.get::<_, i64>(3)? as u64,
+                discarded_total: r.get::<_, i64>(4)? as u64,
+                ..Default::default()
+            })
+        })
+        .map_err(err)?;
+    for q in rows {
+        let q = q.map_err(err)?;
+        out.insert(q.name.clone(), q);
+    }
+    let mut st = conn
+        .prepare("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
+        .map_err(err)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(err)?;
+    for row in rows {
+        let (queue, state, n) = row.map_err(err)?;
+        if let (Some(q), Some(s)) = (out.get_mut(&queue), JobState::parse(&state)) {
+            q.counts.insert(s, n as u64);
+        }
+    }
+    let mut st = conn
+        .prepare("SELECT queue, min(run_at) FROM jobs WHERE state = 'available' GROUP BY queue")
+        .map_err(err)?;
+    let rows = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(err)?;
+    for row in rows {
+        let (queue, oldest) = row.map_err(err)?;
+        if let Some(q) = out.get_mut(&queue) {
+            let age = now.duration_since(from_micros(oldest));
+            q.oldest_available_age = Some(Duration::try_from(age).unwrap_or(Duration::ZERO));
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+impl SqliteStore {
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.readers.with(f))
+            .await
+            .map_err(StoreError::backend)?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn insert_jobs(&self, jobs: Vec<ValidJob>, now: Timestamp) -> Result<Vec<Inserted>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner
+            .writer
+            .run(move |conn| insert_all(conn, jobs, now))
+            .await
+    }
+
+    async fn claim_available(&self, req: ClaimRequest) -> Result<Vec<Job>, StoreError> {
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.inner.writer.run(move |conn| claim(conn, &req)).await
+    }
+
+    async fn complete_batch(
+        &self,
+        items: Vec<Completion>,
+        now: Timestamp,
+    ) -> Result<Vec<CompletionResult>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner
+            .writer
+            .run(move |conn| complete(conn, items, now))
+            .await
+    }
+
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        held: &[(JobId, i64)],
+        until: Timestamp,
+    ) -> Result<LeaseReport, StoreError> {
+        if held.is_empty() {
+            return Ok(LeaseReport::default());
+        }
+        let owner = owner.to_owned();
+        let held = held.to_vec();
+        self.inner
+            .writer
+            .run(move |conn| {
+                let mut st = conn
+                    .prepare_cached(
+                        "UPDATE jobs SET lease_expires_at = ?4 \
+                         WHERE id = ?1 AND state = 'running' AND lease_token = ?2 AND lease_owner = ?3 \
+                         RETURNING cancel_requested",
+                    )
+                    .map_err(err)?;
+                let mut report = LeaseReport::default();
+                for (id, token) in held {
+                    let cancel: Option<i64> = st
+                        .query_row(params![id.0, token, owner, to_micros(until)], |r| r.get(0))
+                        .optional()
+                        .map_err(err)?;
+                    match cancel {
+                        None => report.lost.push(id),
+                        Some(1) => report.cancel_requested.push(id),
+                        Some(_) => {}
+                    }
+                }
+                Ok(report)
+            })
+            .await
+    }
+
+    async fn report_progress(
+        &self,
+        id: JobId,
+        lease_token: i64,
+        progress: Progress,
+    ) -> Result<(), StoreError> {
+        let text = json(&progress)?;
+        self.inner
+            .writer
+            .run(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE jobs SET progress = ?3 WHERE id = ?1 AND state = 'running' AND lease_token = ?2",
+                    )
+                    .map_err(err)?
+                    .execute(params![id.0, lease_token, text])
+                    .map_err(err)?;
+                if n == 1 {
+                    Ok(())
+                } else {
+                    Err(StoreError::LeaseLost { id, token: lease_token })
+                }
+            })
+            .await
+    }
+
+    async fn rescue_expired_leases(
+        &self,
+        now: Timestamp,
+        policy: &RetryPolicy,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let policy = policy.clone();
+        self.inner
+            .writer
+            .run(move |conn| rescue(conn, now, &policy, limit))
+            .await
+    }
+
+    async fn promote_due(&self, now: Timestamp, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.inner
+            .writer
+            .run(move |conn| {
+                let mut st = conn.prepare_cached(PROMOTE).map_err(err)?;
+                let mut queues: Vec<String> = st
+                    .query_map(params![to_micros(now), limit as i64], |r| r.get(0))
+                    .map_err(err)?
+                    .collect::<Result<_, _>>()
+                    .map_err(err)?;
+                queues.sort_unstable();
+                queues.dedup();
+                Ok(queues)
+            })
+            .await
+    }
+
+    async fn expire_due(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        self.inner
+            .writer
+            .run(move |conn| {
+                let n = conn
+                    .prepare_cached(EXPIRE)
+                    .map_err(err)?
+                    .execute(params![to_micros(now), limit as i64])
+                    .map_err(err)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn prune_finished(&self, req: &PruneRequest) -> Result<u64, StoreError> {
+        let req = req.clone();
+        self.inner
+            .writer
+            .run(move |conn| {
+                let before = to_micros(req.finished_before);
+                let n = match &req.queue {
+                    Some(q) => conn.execute(
+                        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_finished \
+                         WHERE queue = ?1 AND finished_at IS NOT NULL AND finished_at < ?2 LIMIT ?3)",
+                        params![q, before, req.limit as i64],
+                    ),
+                    None => conn.execute(
+                        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_finished \
+                         WHERE finished_at IS NOT NULL AND finished_at < ?1 \
+                           AND queue NOT IN (SELECT value FROM json_each(?2)) LIMIT ?3)",
+                        params![before, json(&req.except_queues)?, req.limit as i64],
+                    ),
+                }
+                .map_err(err)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn next_due_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(|conn| {
+            let v: Option<i64> = conn
+                .query_row(
+                    "SELECT min(run_at) FROM jobs WHERE state IN ('scheduled', 'retryable')",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            Ok(v.map(from_micros))
+        })
+        .await
+    }
+
+    async fn get_job(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
+        let scope = scope.clone();
+        self.read(move |conn| load_scoped(conn, id, &scope)).await
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| list(conn, &filter)).await
+    }
+
+    async fn cancel_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+        let scope = scope.clone();
+        self.inner
+            .writer
+            .run(move |conn| cancel(conn, id, &scope, now))
+            .await
+    }
+
+    async fn retry_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+        let scope = scope.clone();
+        self.inner
+            .writer
+            .run(move |conn| retry(conn, id, &scope, now))
+            .await
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> Result<(), StoreError> {
+        let queue = queue.to_owned();
+        self.inner
+            .writer
+            .run(move |conn| {
+                conn.execute(
+                    "INSERT INTO queues (name, paused, created_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+                    params![queue, paused as i64, to_micros(now)],
+                )
+                .map_err(err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_queues(&self, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
+        self.read(move |conn| queues(conn, now)).await
+    }
+
+    async fn elect_leader(
+        &self,
+        role: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (role, owner) = (role.to_owned(), owner.to_owned());
+        self.inner
+            .writer
+            .run(move |conn| {
+                conn.execute(
+                    "INSERT INTO leaders (role, owner, expires_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (role) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+                     WHERE leaders.owner = excluded.owner OR leaders.expires_at <= ?4",
+                    params![role, owner, to_micros(add(now, ttl)), to_micros(now)],
+                )
+                .map_err(err)?;
+                let holder: String = conn
+                    .query_row("SELECT owner FROM leaders WHERE role = ?1", [&role], |r| r.get(0))
+                    .map_err(err)?;
+                Ok(holder == owner)
+            })
+            .await
+    }
+
+    async fn resign_leader(&self, role: &str, owner: &str) -> Result<(), StoreError> {
+        let (role, owner) = (role.to_owned(), owner.to_owned());
+        self.inner
+            .writer
+            .run(move |conn| {
+                conn.execute(
+                    "DELETE FROM leaders WHERE role = ?1 AND owner = ?2",
+                    params![role, owner],
+                )
+                .map_err(err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {
+        let mut rx = self.inner.watch.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.changed()).await;
+        Ok(())
+    }
+}

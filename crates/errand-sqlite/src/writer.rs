@@ -1,0 +1,123 @@
+//! The writer thread: group commit of every write this process makes.
+
+use std::sync::mpsc;
+use std::thread;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use errand_core::StoreError;
+
+/// What a command does after the group's commit: deliver its result, or the
+/// commit's error.
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+/// A command: runs inside the group transaction (in its own savepoint) and
+/// says whether it succeeded. It is given the error instead of a connection
+/// when no transaction could be started.
+type Command = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Reply) + Send>;
+
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Writer {
+    pub(crate) fn spawn(conn: Connection, max_group: usize) -> Writer {
+        let (tx, rx) = mpsc::channel::<Command>();
+        thread::Builder::new()
+            .name("errand-sqlite-writer".into())
+            .spawn(move || run_loop(conn, rx, max_group.max(1)))
+            .expect("spawn the SQLite writer thread");
+        Writer { tx }
+    }
+
+    /// Runs `f` in the next group transaction; resolves after the commit.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let cmd: Command = Box::new(move |conn| {
+            let result = match conn {
+                Ok(conn) => f(conn),
+                Err(e) => Err(StoreError::Backend(format!(
+                    "cannot start a write transaction: {e}"
+                ))),
+            };
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit_err| {
+                let out = match commit_err {
+                    Some(e) if ok => Err(StoreError::Backend(format!("commit failed: {e}"))),
+                    _ => result,
+                };
+                let _ = reply_tx.send(out);
+            });
+            (ok, reply)
+        });
+        self.tx.send(cmd).map_err(|_| StoreError::Closed)?;
+        reply_rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn run_loop(conn: Connection, rx: mpsc::Receiver<Command>, max_group: usize) {
+    let mut group: Vec<Command> = Vec::with_capacity(max_group);
+    let mut replies: Vec<Reply> = Vec::with_capacity(max_group);
+    while let Ok(first) = rx.recv() {
+        group.push(first);
+        while group.len() < max_group {
+            match rx.try_recv() {
+                Ok(cmd) => group.push(cmd),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = begin(&conn) {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "SQLite writer cannot begin a transaction");
+            for cmd in group.drain(..) {
+                // Never run a command outside a transaction: fail it instead.
+                let (_, reply) = cmd(Err(&msg));
+                reply(None);
+            }
+            continue;
+        }
+        for cmd in group.drain(..) {
+            let single = conn.execute_batch("SAVEPOINT cmd").is_ok();
+            let (ok, reply) = cmd(Ok(&conn));
+            if single {
+                let end = if ok {
+                    "RELEASE cmd"
+                } else {
+                    "ROLLBACK TO cmd; RELEASE cmd"
+                };
+                if let Err(e) = conn.execute_batch(end) {
+                    tracing::error!(error = %e, "SQLite savepoint failed");
+                }
+            }
+            replies.push(reply);
+        }
+        let commit_err = conn.execute_batch("COMMIT").err().map(|e| e.to_string());
+        if let Some(e) = &commit_err {
+            tracing::error!(error = %e, "SQLite commit failed");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies.drain(..) {
+            reply(commit_err.as_deref());
+        }
+    }
+}
+
+/// `BEGIN IMMEDIATE`, retried while another process holds the write lock
+/// beyond the busy timeout's own retries.
+fn begin(conn: &Connection) -> rusqlite::Result<()> {
+    let mut tries = 0;
+    loop {
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 5 =>
+            {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! A minimal in-memory model of the [`Store`] contract, used only to check
+//! that every conformance scenario can pass. It favours plainness over
+//! speed and is not a backend: nothing outside this crate's tests sees it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use tokio::sync::Notify;
+
+use crate::clock;
+use crate::error::StoreError;
+use crate::job::{Completion, ErrorRecord, Finish, Job, JobId, JobState, Lease, Progress, UniqueMode};
+use crate::retry::RetryPolicy;
+use crate::store::{
+    ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
+    Scope, Store,
+};
+use crate::validate::ValidJob;
+
+/// A fresh, empty model store.
+pub(crate) async fn fresh() -> Arc<dyn Store> {
+    Arc::new(MemoryStore::default())
+}
+
+#[derive(Default)]
+struct QueueRow {
+    paused: bool,
+    completed_total: u64,
+    failed_total: u64,
+    discarded_total: u64,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: BTreeMap<JobId, Job>,
+    next_id: i64,
+    next_token: i64,
+    queues: BTreeMap<String, QueueRow>,
+    leaders: HashMap<String, (String, Timestamp)>,
+}
+
+#[derive(Default)]
+struct MemoryStore {
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn unfinished(s: JobState) -> bool {
+    !s.is_finished()
+}
+
+impl State {
+    fn holder(&self, tenant: &Option<String>, key: &str, mode: UniqueMode, now: Timestamp) -> Option<&Job> {
+        self.jobs.values().rev().find(|j| {
+            j.tenant == *tenant
+                && j.unique_key.as_deref() == Some(key)
+                && match mode {
+                    UniqueMode::WhileUnfinished => unfinished(j.state),
+                    UniqueMode::Period { period } => j.created_at > clock::sub(now, period),
+                }
+        })
+    }
+
+    fn queue(&mut self, name: &str) -> &mut QueueRow {
+        self.queues.entry(name.to_owned()).or_default()
+    }
+}
+
+fn visible_mut<'a>(state: &'a mut State, id: JobId, scope: &Scope) -> Result<&'a mut Job, StoreError> {
+    match state.jobs.get_mut(&id) {
+        Some(j) if scope.allows(j.tenant.as_deref()) => Ok(j),
+        _ => Err(StoreError::NotFound(id)),
+    }
+}
+
+fn held(job: &Job, token: i64) -> bool {
+    job.state == JobState::Running && job.lease.as_ref().is_some_and(|l| l.token == token)
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn insert_jobs(&self, jobs: Vec<ValidJob>, now: Timestamp) -> Result<Vec<Inserted>, StoreError> {
+        let mut st = self.lock();
+        let mut out = Vec::with_capacity(jobs.len());
+        for v in jobs {
+            if let Some((key, mode)) = &v.unique
+                && let Some(h) = st.holder(&v.tenant, key, *mode, now)
+            {
+                out.push(Inserted {
+                    id: h.id,
+                    duplicate: true,
+                    state: h.state,
+                });
+                continue;
+            }
+            st.next_id += 1;
+            let id = JobId(st.next_id);
+            let state = if v.run_at <= now {
+                JobState::Available
+            } else {
+                JobState::Scheduled
+            };
+            st.queue(&v.queue);
+            st.jobs.insert(
+                id,
+                Job {
+                    id,
+                    tenant: v.tenant,
+                    queue: v.queue,
+                    kind: v.kind,
+                    args: v.args,
+                    priority: v.priority,
+                    state,
+                    attempt: 0,
+                    max_attempts: v.max_attempts,
+                    run_at: v.run_at,
+                    created_at: now,
+                    attempted_at: None,
+                    finished_at: None,
+                    expires_at: v.expires_at,
+                    unique_key: v.unique.map(|(k, _)| k),
+                    timeout: v.timeout,
+                    tags: v.tags,
+                    meta: v.meta,
+                    retry: v.retry,
+                    progress: None,
+                    result: None,
+                    errors: Vec::new(),
+                    lease: None,
+                    cancel_requested: false,
+                },
+            );
+            out.push(Inserted {
+                id,
+                duplicate: false,
+                state,
+            });
+        }
+        drop(st);
+        self.changed.notify_waiters();
+        Ok(out)
+    }
+
+    async fn claim_available(&self, req: ClaimRequest) -> Result<Vec<Job>, StoreError> {
+        let mut st = self.lock();
+        if st.queues.get(&req.queue).is_some_and(|q| q.paused) {
+            return Ok(Vec::new());
+        }
+        let mut due: Vec<(i32, Timestamp, JobId)> = st
+            .jobs
+            .values()
+            .filter(|j| {
+                j.queue == req.queue
+                    && j.state == JobState::Available
+                    && j.run_at <= req.now
+                    && j.expires_at.is_none_or(|e| e >= req.now)
+            })
+            .map(|j| (j.priority, j.run_at, j.id))
+            .collect();
+        due.sort();
+        due.truncate(req.limit);
+        let mut out = Vec::new();
+        for (_, _, id) in due {
+            st.next_token += 1;
+            let token = st.next_token;
+            let job = st.jobs.get_mut(&id).expect("listed");
+            job.state = JobState::Running;
+            job.attempt += 1;
+            job.attempted_at = Some(req.now);
+            job.lease = Some(Lease {
+                owner: req.owner.clone(),
+                token,
+                expires_at: clock::add(req.now, req.lease_for),
+            });
+            out.push(job.clone());
+        }
+        Ok(out)
+    }
+
+    async fn complete_batch(
+        &self,
+        items: Vec<Completion>,
+        now: Timestamp,
+    ) -> Result<Vec<CompletionResult>, StoreError> {
+        let mut st = self.lock();
+        let mut out = Vec::with_capacity(items.len());
+        for c in items {
+            let Some(job) = st.jobs.get_mut(&c.id).filter(|j| held(j, c.lease_token)) else {
+                out.push(CompletionResult::LeaseLost);
+                continue;
+            };
+            job.lease = None;
+            job.state = c.finish.target_state();
+            let (mut completed, mut failed, mut discarded) = (0, 0, 0);
+            match c.finish {
+                Finish::Complete { result } => {
+                    job.result = result;
+                    completed = 1;
+                }
+                Finish::Retry { at, error } => {
+                    job.run_at = at;
+                    job.errors.push(error);
+                    failed = 1;
+                }
+                Finish::Discard { error } => {
+                    job.errors.push(error);
+                    failed = 1;
+                    discarded = 1;
+                }
+                Finish::Snooze { at } => {
+                    job.run_at = at;
+                    job.attempt -= 1;
+                }
+                Finish::Cancel { error } => job.errors.push(error),
+                Finish::Expire => job.attempt -= 1,
+                Finish::HandBack => job.attempt -= 1,
+            }
+            if job.state.is_finished() {
+                job.finished_at = Some(now);
+            }
+            let queue = job.queue.clone();
+            let q = st.queue(&queue);
+            q.completed_total += completed;
+            q.failed_total += failed;
+            q.discarded_total += discarded;
+            out.push(CompletionResult::Done);
+        }
+        Ok(out)
+    }
+
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        held_leases: &[(JobId, i64)],
+        until: Timestamp,
+    ) -> Result<LeaseReport, StoreError> {
+        let mut st = self.lock();
+        let mut report = LeaseReport::default();
+        for &(id, token) in held_leases {
+            match st.jobs.get_mut(&id) {
+                Some(j) if held(j, token) && j.lease.as_ref().is_some_and(|l| l.owner == owner) => {
+                    if let Some(l) = j.lease.as_mut() {
+                        l.expires_at = until;
+                    }
+                    if j.cancel_requested {
+                        report.cancel_requested.push(id);
+                    }
+                }
+                _ => report.lost.push(id),
+            }
+        }
+        Ok(report)
+    }
+
+    async fn report_progress(
+        &self,
+        id: JobId,
+        lease_token: i64,
+        progress: Progress,
+    ) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        match st.jobs.get_mut(&id) {
+            Some(j) if held(j, lease_token) => {
+                j.progress = Some(progress);
+                Ok(())
+            }
+            _ => Err(StoreError::LeaseLost {
+                id,
+                token: lease_token,
+            }),
+        }
+    }
+
+    async fn rescue_expired_leases(
+        &self,
+        now: Timestamp,
+        policy: &RetryPolicy,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let mut lost: Vec<(Timestamp, JobId)> = st
+            .jobs
+            .values()
+            .filter_map(|j| match (&j.state, &j.lease) {
+                (JobState::Running, Some(l)) if l.expires_at < now => Some((l.expires_at, j.id)),
+                _ => None,
+            })
+            .collect();
+        lost.sort();
+        lost.truncate(limit);
+        for &(_, id) in &lost {
+            let job = st.jobs.get_mut(&id).expect("listed");
+            let lease = job.lease.take().expect("running with a lease");
+            job.errors.push(ErrorRecord {
+                attempt: job.attempt,
+                at: now,
+                message: format!(
+                    "lease {} of {} expired at {} without a heartbeat",
+                    lease.token, lease.owner, lease.expires_at
+                ),
+                worker: Some(lease.owner),
+            });
+            let discarded = job.attempt >= job.max_attempts;
+            if discarded {
+                job.state = JobState::Discarded;
+                job.finished_at = Some(now);
+            } else {
+                let p = job.retry.as_ref().unwrap_or(policy);
+                job.state = JobState::Retryable;
+                job.run_at = clock::add(now, p.delay_random(job.attempt));
+            }
+            let queue = job.queue.clone();
+            let q = st.queue(&queue);
+            q.failed_total += 1;
+            q.discarded_total += u64::from(discarded);
+        }
+        Ok(lost.len() as u64)
+    }
+
+    async fn promote_due(&self, now: Timestamp, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut st = self.lock();
+        let mut due: Vec<(Timestamp, JobId)> = st
+            .jobs
+            .values()
+            .filter(|j| matches!(j.state, JobState::Scheduled | JobState::Retryable) && j.run_at <= now)
+            .map(|j| (j.run_at, j.id))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        let mut queues = BTreeSet::new();
+        for (_, id) in due {
+            let job = st.jobs.get_mut(&id).expect("listed");
+            job.state = JobState::Available;
+            queues.insert(job.queue.clone());
+        }
+        Ok(queues.into_iter().collect())
+    }
+
+    async fn expire_due(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let due: Vec<JobId> = st
+            .jobs
+            .values()
+            .filter(|j| {
+                matches!(
+                    j.state,
+                    JobState::Scheduled | JobState::Available | JobState::Retryable
+                ) && j.expires_at.is_some_and(|e| e < now)
+            })
+            .map(|j| j.id)
+            .take(limit)
+            .collect();
+        for id in &due {
+            let job = st.jobs.get_mut(id).expect("listed");
+            job.state = JobState::Expired;
+            job.finished_at = Some(now);
+        }
+        Ok(due.len() as u64)
+    }
+
+    async fn prune_finished(&self, req: &PruneRequest) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let doomed: Vec<JobId> = st
+            .jobs
+            .values()
+            .filter(|j| {
+                j.state.is_finished()
+                    && j.finished_at.is_some_and(|f| f < req.finished_before)
+                    && match &req.queue {
+                        Some(q) => j.queue == *q,
+                        None => !req.except_queues.contains(&j.queue),
+                    }
+            })
+            .map(|j| j.id)
+            .take(req.limit)
+            .collect();
+        for id in &doomed {
+            st.jobs.remove(id);
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self
+            .lock()
+            .jobs
+            .values()
+            .filter(|j| matches!(j.state, JobState::Scheduled | JobState::Retryable))
+            .map(|j| j.run_at)
+            .min())
+    }
+
+    async fn get_job(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
+        visible_mut(&mut self.lock(), id, scope).map(|j| j.clone())
+    }
+
+    async fn list_jobs(&self, f: &JobFilter) -> Result<JobPage, StoreError> {
+        let limit = match f.limit {
+            0 => 50,
+            n => n.min(1000),
+        };
+        let st = self.lock();
+        let mut jobs: Vec<Job> = st
+            .jobs
+            .values()
+            .rev()
+            .filter(|j| {
+                f.scope.allows(j.tenant.as_deref())
+                    && (f.states.is_empty() || f.states.contains(&j.state))
+                    && f.queue.as_ref().is_none_or(|q| *q == j.queue)
+                    && f.kind.as_ref().is_none_or(|k| *k == j.kind)
+                    && f.tenant.as_ref().is_none_or(|t| j.tenant.as_ref() == Some(t))
+                    && f.before_id.is_none_or(|b| j.id < b)
+            })
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let next_cursor = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    async fn cancel_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+        let mut st = self.lock();
+        let job = visible_mut(&mut st, id, scope)?;
+        match job.state {
+            JobState::Scheduled | JobState::Available | JobState::Retryable => {
+                job.state = JobState::Cancelled;
+                job.finished_at = Some(now);
+            }
+            JobState::Running => job.cancel_requested = true,
+            state => {
+                return Err(StoreError::InvalidState {
+                    id,
+                    state,
+                    action: "cancel",
+                });
+            }
+        }
+        Ok(job.clone())
+    }
+
+    async fn retry_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+        let mut st = self.lock();
+        let job = visible_mut(&mut st, id, scope)?;
+        match job.state {
+            JobState::Completed | JobState::Running | JobState::Available => Err(StoreError::InvalidState {
+                id,
+                state: job.state,
+                action: "retry",
+            }),
+            _ => {
+                job.state = JobState::Available;
+                job.run_at = now;
+                job.finished_at = None;
+                job.cancel_requested = false;
+                job.expires_at = job.expires_at.filter(|e| *e > now);
+                if job.attempt >= job.max_attempts {
+                    job.max_attempts = job.attempt + 1;
+                }
+                Ok(job.clone())
+            }
+        }
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool, _now: Timestamp) -> Result<(), StoreError> {
+        self.lock().queue(queue).paused = paused;
+        Ok(())
+    }
+
+    async fn list_queues(&self, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .queues
+            .iter()
+            .map(|(name, q)| {
+                let mut counts = BTreeMap::new();
+                let mut oldest: Option<Timestamp> = None;
+                for j in st.jobs.values().filter(|j| j.queue == *name) {
+                    *counts.entry(j.state).or_insert(0) += 1;
+                    if j.state == JobState::Available {
+                        oldest = Some(oldest.map_or(j.run_at, |o| o.min(j.run_at)));
+                    }
+                }
+                QueueStats {
+                    name: name.clone(),
+                    paused: q.paused,
+                    counts,
+                    oldest_available_age: oldest.map(|o| {
+                        let us = (clock::to_micros(now) - clock::to_micros(o)).max(0);
+                        Duration::from_micros(us as u64)
+                    }),
+                    completed_total: q.completed_total,
+                    failed_total: q.failed_total,
+                    discarded_total: q.discarded_total,
+                }
+            })
+            .collect())
+    }
+
+    async fn elect_leader(
+        &self,
+        role: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.lock();
+        let free = match st.leaders.get(role) {
+            None => true,
+            Some((holder, until)) => holder == owner || *until < now,
+        };
+        if free {
+            st.leaders
+                .insert(role.to_owned(), (owner.to_owned(), clock::add(now, ttl)));
+        }
+        Ok(free)
+    }
+
+    async fn resign_leader(&self, role: &str, owner: &str) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        if st.leaders.get(role).is_some_and(|(h, _)| h == owner) {
+            st.leaders.remove(role);
+        }
+        Ok(())
+    }
+
+    async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {
+        let _ = tokio::time::timeout(timeout, self.changed.notified()).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! Queues, leader election and change notification.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::job::{JobState, NewJob};
+use crate::store::Store;
+use crate::testkit::support::*;
+
+/// Pausing creates an unknown queue and lists it as paused (with no jobs);
+/// resuming lists it as unpaused; pausing twice is harmless.
+pub async fn set_queue_paused_creates_and_flags_the_queue(store: Arc<dyn Store>) {
+    let s = &*store;
+    ok(
+        "set_queue_paused",
+        s.set_queue_paused("nightly", true, at(0)).await,
+    );
+    let q = queue_stats(s, "nightly", at(0)).await;
+    assert!(q.paused, "paused: {q:?}");
+    assert!(
+        q.counts.values().all(|&n| n == 0),
+        "a new queue has no jobs: {q:?}"
+    );
+    assert_eq!(q.oldest_available_age, None);
+    ok(
+        "set_queue_paused",
+        s.set_queue_paused("nightly", true, at(1)).await,
+    );
+    assert!(queue_stats(s, "nightly", at(1)).await.paused, "still paused");
+    ok(
+        "set_queue_paused",
+        s.set_queue_paused("nightly", false, at(2)).await,
+    );
+    assert!(!queue_stats(s, "nightly", at(2)).await.paused, "resumed");
+
+    // Pausing one queue leaves the others alone.
+    add(s, job_in("busy", "k"), at(3)).await;
+    ok(
+        "set_queue_paused",
+        s.set_queue_paused("nightly", true, at(4)).await,
+    );
+    assert!(
+        !queue_stats(s, "busy", at(4)).await.paused,
+        "another queue is not paused"
+    );
+    assert_eq!(claim(s, "busy", 1, WORKER, at(4)).await.len(), 1);
+}
+
+/// `list_queues` counts each queue's jobs per state (states with none are
+/// absent) and reports how long its oldest available job has waited since
+/// its `run_at` (none when nothing is available).
+pub async fn list_queues_counts_jobs_per_state_and_the_oldest_wait(store: Arc<dyn Store>) {
+    let s = &*store;
+    let q = "mail";
+    add(s, job_in(q, "k").priority(0), at(-90)).await; // will be running
+    add(s, job_in(q, "k").priority(0), at(-80)).await; // will be completed
+    add(s, job_in(q, "k"), at(-30)).await;
+    add(s, job_in(q, "k"), at(-10)).await;
+    add(s, job_in(q, "k").run_at(at(60)), at(0)).await;
+    assert_eq!(
+        claim(s, q, 1, WORKER, at(-5)).await.len(),
+        1,
+        "setup: one running job"
+    );
+    let second = claim(s, q, 1, WORKER, at(-5)).await.remove(0);
+    finish(s, &second, crate::Finish::Complete { result: None }, at(-4)).await;
+    add(s, job_in("empty", "k"), at(0)).await;
+    let only = claim(s, "empty", 1, WORKER, at(0)).await;
+    assert_eq!(only.len(), 1);
+
+    let now = plus(at(0), Duration::from_micros(250));
+    let stats = queue_stats(s, q, now).await;
+    let want = [
+        (JobState::Available, 2),
+        (JobState::Scheduled, 1),
+        (JobState::Running, 1),
+        (JobState::Completed, 1),
+    ];
+    assert_eq!(
+        stats.counts,
+        want.into_iter().collect(),
+        "counts of queue mail (absent states must not be listed)"
+    );
+    assert_eq!(
+        stats.oldest_available_age,
+        Some(Duration::from_micros(30_000_250)),
+        "the oldest available job has waited since -30s"
+    );
+    let empty = queue_stats(s, "empty", now).await;
+    assert_eq!(empty.oldest_available_age, None, "no available job, no age");
+    assert_eq!(empty.counts.get(&JobState::Running), Some(&1));
+}
+
+/// The leader role is held exclusively while its ttl lasts: others are
+/// refused, the holder can renew (pushing the deadline), and once it stops
+/// renewing another owner takes over after the deadline. Roles are
+/// independent of one another.
+pub async fn leader_role_is_exclusive_while_its_ttl_lasts(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ttl = secs(10);
+    let elect = |owner: &'static str, now| async move {
+        ok(
+            "elect_leader",
+            s.elect_leader("maintenance", owner, ttl, now).await,
+        )
+    };
+    assert!(elect("a", at(0)).await, "the first candidate becomes leader");
+    assert!(
+        !elect("b", at(5)).await,
+        "a second candidate is refused while a's ttl lasts"
+    );
+    assert!(elect("a", at(5)).await, "the holder renews until 15s");
+    assert!(
+        !elect("b", at(12)).await,
+        "the renewal extended a's hold past 10s"
+    );
+    assert!(elect("a", at(12)).await, "the holder renews again, until 22s");
+    assert!(!elect("b", at(21)).await, "still a's");
+    assert!(
+        elect("b", at(23)).await,
+        "a stopped renewing: b takes over after 22s"
+    );
+    assert!(!elect("a", at(24)).await, "a lost the role");
+
+    let other = ok(
+        "elect_leader",
+        s.elect_leader("scheduler", "a", ttl, at(24)).await,
+    );
+    assert!(other, "another role is independent");
+}
+
+/// Resigning frees the role at once for another owner; a non-holder's
+/// resignation changes nothing.
+pub async fn resigned_leader_role_is_free_at_once(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ttl = secs(60);
+    assert!(ok(
+        "elect_leader",
+        s.elect_leader("maintenance", "a", ttl, at(0)).await
+    ));
+    ok("resign_leader", s.resign_leader("maintenance", "b").await);
+    let b = ok(
+        "elect_leader",
+        s.elect_leader("maintenance", "b", ttl, at(1)).await,
+    );
+    assert!(!b, "b's resignation of a role it does not hold must not free it");
+    ok("resign_leader", s.resign_leader("maintenance", "a").await);
+    let b = ok(
+        "elect_leader",
+        s.elect_leader("maintenance", "b", ttl, at(2)).await,
+    );
+    assert!(b, "after a resigned, b is elected at once");
+    ok("resign_leader", s.resign_leader("nobody-holds-this", "a").await);
+}
+
+/// `wait_for_change` returns (Ok) within its timeout even when nothing
+/// changes; with a job inserted meanwhile it also returns.
+pub async fn wait_for_change_returns_within_its_timeout(store: Arc<dyn Store>) {
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        store.wait_for_change(Duration::from_millis(50)),
+    )
+    .await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("wait_for_change failed: {e}"),
+        Err(_) => panic!("wait_for_change(50ms) still waiting after 5s"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "wait_for_change took {:?}",
+        started.elapsed()
+    );
+
+    let waiter = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.wait_for_change(Duration::from_millis(200)).await })
+    };
+    add(&*store, NewJob::new("k", "{}"), t0()).await;
+    let r = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+    match r {
+        Ok(Ok(Ok(()))) => {}
+        other => panic!("wait_for_change with an insert meanwhile: {other:?}"),
+    }
+}

@@ -302,6 +302,40 @@ impl CronExpr {
         u64::from(self.hours)
     }
 
+    /// The expression as Vixie cron writes it, for a crontab: five fields,
+    /// `start/step` spelled `start-max/step`; `None` when Vixie cron cannot
+    /// express it (seconds, `L`, `W`, `#`, `?`).
+    pub fn vixie_form(&self) -> Option<String> {
+        let five = self.five_field()?;
+        let fields = [
+            CronField::Minute,
+            CronField::Hour,
+            CronField::DayOfMonth,
+            CronField::Month,
+            CronField::DayOfWeek,
+        ];
+        let rewritten: Vec<String> = five
+            .split_whitespace()
+            .zip(fields)
+            .map(|(text, field)| {
+                text.split(',')
+                    .map(|item| match item.split_once('/') {
+                        Some((base, step)) if base != "*" && !base.contains('-') => {
+                            format!("{base}-{}/{step}", field.bounds().1)
+                        }
+                        _ => item.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        let line = rewritten.join(" ");
+        CronExpr::parse(&line)
+            .ok()
+            .filter(CronExpr::is_vixie_compatible)
+            .map(|_| line)
+    }
+
     /// True when the time of day matches (hour, minute, second).
     pub(crate) fn time_matches(&self, h: u32, mi: u32, s: u32) -> bool {
         bit(self.hours as u64, h) && bit(self.minutes, mi) && bit(self.seconds, s)

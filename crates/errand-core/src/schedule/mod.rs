@@ -28,6 +28,7 @@ use jiff::tz::TimeZone;
 
 pub use cron::{CronError, CronExpr, CronField};
 pub use every::EveryError;
+pub use file::{Action, FileError, OnMissed, OnOverlap, ScheduleDef, ScheduleFile, ScheduleIssue, Timing};
 
 /// When a schedule fires: the union of one or more cron expressions, or
 /// once when the scheduler starts.
@@ -78,20 +79,11 @@ impl Schedule {
 
     /// The crontab time specs whose fire times together equal this schedule
     /// (five fields each, or `@reboot`); `None` if an expression uses what
-    /// Vixie cron cannot express (seconds, `L`, `W`, `#`, `?`, `start/step`).
+    /// Vixie cron cannot express (seconds, `L`, `W`, `#`, `?`).
     pub fn crontab_specs(&self) -> Option<Vec<String>> {
         match self {
             Schedule::Reboot => Some(vec!["@reboot".to_string()]),
-            Schedule::Cron(exprs) => exprs
-                .iter()
-                .map(|e| {
-                    let five = e.five_field()?;
-                    CronExpr::parse(&five)
-                        .ok()
-                        .filter(CronExpr::is_vixie_compatible)
-                        .map(|_| five)
-                })
-                .collect(),
+            Schedule::Cron(exprs) => exprs.iter().map(CronExpr::vixie_form).collect(),
         }
     }
 }

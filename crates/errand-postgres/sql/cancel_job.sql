@@ -1,0 +1,16 @@
+-- An operator's cancel. An unstarted job becomes cancelled now, with a record
+-- in its history; a running one is only flagged, and its worker learns it at
+-- the next heartbeat. Finished jobs and jobs outside the scope ($2) match
+-- nothing: the caller then looks the job up to say why.
+-- Locks: the job row, by primary key.
+UPDATE __SCHEMA__.jobs AS j
+SET state = CASE WHEN j.state = 'running' THEN j.state ELSE 'cancelled' END,
+    finished_at = CASE WHEN j.state = 'running' THEN j.finished_at ELSE $3 END,
+    cancel_requested = j.cancel_requested OR j.state = 'running',
+    errors = CASE WHEN j.state = 'running' THEN j.errors
+                  ELSE j.errors || jsonb_build_array(jsonb_build_object(
+                      'attempt', j.attempt, 'at', $4::text, 'message', 'cancelled by an operator'))
+             END
+WHERE j.id = $1 AND ($2::text IS NULL OR j.tenant = $2)
+  AND j.state IN ('scheduled', 'available', 'running', 'retryable')
+RETURNING __JOB__

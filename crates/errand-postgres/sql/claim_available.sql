@@ -1,0 +1,26 @@
+-- Claims up to $2 available jobs of queue $1, in priority, run_at, id order,
+-- walking the partial index jobs_fetch (only available rows are in it).
+-- Locks: FOR UPDATE SKIP LOCKED on the candidate rows only, so concurrent
+-- claimers take disjoint jobs instead of queueing behind each other. A
+-- paused queue yields nothing. Each claim adds one to the job's lease token
+-- (the fencing token). RETURNING has no order: the caller sorts.
+-- $3 now, $4 owner, $5 lease deadline.
+WITH picked AS (
+    SELECT id FROM __SCHEMA__.jobs
+    WHERE state = 'available' AND queue = $1 AND run_at <= $3
+      AND (expires_at IS NULL OR expires_at > $3)
+      AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.queues WHERE name = $1 AND paused)
+    ORDER BY priority, run_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE __SCHEMA__.jobs AS j
+SET state = 'running',
+    attempt = j.attempt + 1,
+    attempted_at = $3,
+    lease_owner = $4,
+    lease_token = j.lease_token + 1,
+    lease_expires_at = $5
+FROM picked
+WHERE j.id = picked.id
+RETURNING __JOB__

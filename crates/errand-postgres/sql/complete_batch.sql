@@ -1,0 +1,56 @@
+-- Records how a batch of attempts ended, in one statement.
+-- Fencing: a job is written only while it is running under the caller's
+-- lease token. A rescued or re-claimed job has a larger token, so a stale
+-- worker's write matches nothing and is reported as lease lost.
+-- Locks: the job rows, found by primary key; then this session's shard row
+-- of queue_totals for each queue (sorted by name, so two batches cannot
+-- deadlock on them). The totals are added in the same transaction as the
+-- completions they count, so they can never disagree.
+-- Jobs handed back become available again: their queues are notified.
+-- $1 now; arrays, one element per completion: $2 id, $3 lease token,
+-- $4 new state, $5 run_at (NULL: unchanged), $6 result, $7 error record
+-- (appended to the history), $8 whether the attempt is given back,
+-- $9 whether it counts as a failure.
+WITH input AS (
+    SELECT * FROM unnest($2::int8[], $3::int8[], $4::text[], $5::int8[], $6::text[],
+                         $7::text[], $8::bool[], $9::bool[])
+        AS i(id, token, state, run_at, result, error, give_back, failed)
+),
+done AS (
+    UPDATE __SCHEMA__.jobs AS j
+    SET state = i.state,
+        run_at = coalesce(i.run_at, j.run_at),
+        finished_at = CASE WHEN i.state IN ('completed', 'discarded', 'cancelled', 'expired')
+                           THEN $1 ELSE j.finished_at END,
+        attempt = CASE WHEN i.give_back THEN j.attempt - 1 ELSE j.attempt END,
+        result = CASE WHEN i.state = 'completed' THEN i.result::json ELSE j.result END,
+        errors = CASE WHEN i.error IS NULL THEN j.errors
+                      ELSE j.errors || jsonb_build_array(i.error::jsonb) END,
+        lease_owner = NULL,
+        lease_expires_at = NULL
+    FROM input AS i
+    WHERE j.id = i.id AND j.state = 'running' AND j.lease_token = i.token
+    RETURNING j.id, j.queue, i.state, i.failed
+),
+totals AS (
+    INSERT INTO __SCHEMA__.queue_totals AS t (queue, shard, completed, failed, discarded)
+    SELECT queue, (pg_backend_pid() % 16)::int2,
+           count(*) FILTER (WHERE state = 'completed'),
+           count(*) FILTER (WHERE failed),
+           count(*) FILTER (WHERE state = 'discarded')
+    FROM done
+    WHERE state = 'completed' OR failed
+    GROUP BY queue
+    ORDER BY queue
+    ON CONFLICT (queue, shard) DO UPDATE
+    SET completed = t.completed + excluded.completed,
+        failed = t.failed + excluded.failed,
+        discarded = t.discarded + excluded.discarded
+),
+notified AS (
+    SELECT pg_notify(__CHANNEL__, q.queue)
+    FROM (SELECT DISTINCT queue FROM done WHERE state = 'available') AS q
+)
+-- The count forces the notify CTE to run (an unreferenced SELECT CTE never does).
+SELECT id FROM done
+WHERE (SELECT count(*) FROM notified) >= 0

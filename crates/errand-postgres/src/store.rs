@@ -1,0 +1,440 @@
+//! `Store` for PostgreSQL. The SQL is in `sql/`, one file per statement.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use errand_core::clock::{add, from_micros, to_micros};
+use errand_core::store::{
+    ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
+    Scope,
+};
+use errand_core::{
+    Completion, ErrorRecord, Finish, Job, JobId, JobState, Progress, RetryPolicy, Store, StoreError, ValidJob,
+};
+use jiff::Timestamp;
+use sqlx::{Acquire, Row};
+
+use crate::PostgresStore;
+use crate::complete::complete_rows;
+use crate::error::{db, json};
+use crate::insert::{insert_plain, insert_unique, needs_unique_check};
+use crate::row;
+
+fn scope_tenant(scope: &Scope) -> Option<&str> {
+    match scope {
+        Scope::All => None,
+        Scope::Tenant(t) => Some(t.as_str()),
+    }
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl PostgresStore {
+    /// The job if `scope` may see it, else [`StoreError::NotFound`].
+    async fn load(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
+        let r = sqlx::query(&self.inner.sql.get_job)
+            .bind(id.0)
+            .bind(scope_tenant(scope))
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        match r {
+            Some(r) => row::job(&r),
+            None => Err(StoreError::NotFound(id)),
+        }
+    }
+
+    /// Why an operator action that matched no row was refused.
+    async fn refusal(&self, id: JobId, scope: &Scope, action: &'static str) -> StoreError {
+        match self.load(id, scope).await {
+            Ok(job) => StoreError::InvalidState {
+                id,
+                state: job.state,
+                action,
+            },
+            Err(e) => e,
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn insert_jobs(&self, jobs: Vec<ValidJob>, now: Timestamp) -> Result<Vec<Inserted>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = &self.inner.sql;
+        if needs_unique_check(&jobs) {
+            let mut tx = self.inner.pool.begin().await.map_err(db)?;
+            let out = insert_unique(&mut tx, sql, &self.inner.schema, &jobs, now).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(out)
+        } else {
+            let mut conn = self.inner.pool.acquire().await.map_err(db)?;
+            insert_plain(&mut conn, sql, &jobs, now).await
+        }
+    }
+
+    async fn claim_available(&self, req: ClaimRequest) -> Result<Vec<Job>, StoreError> {
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&self.inner.sql.claim_available)
+            .bind(&req.queue)
+            .bind(limit(req.limit))
+            .bind(to_micros(req.now))
+            .bind(&req.owner)
+            .bind(to_micros(add(req.now, req.lease_for)))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        let mut jobs = row::jobs(&rows)?;
+        jobs.sort_unstable_by_key(|j| (j.priority, j.run_at, j.id));
+        Ok(jobs)
+    }
+
+    async fn complete_batch(
+        &self,
+        items: Vec<Completion>,
+        now: Timestamp,
+    ) -> Result<Vec<CompletionResult>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.inner.pool.acquire().await.map_err(db)?;
+        complete_rows(&mut conn, &self.inner.sql, &items, now).await
+    }
+
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        held: &[(JobId, i64)],
+        until: Timestamp,
+    ) -> Result<LeaseReport, StoreError> {
+        if held.is_empty() {
+            return Ok(LeaseReport::default());
+        }
+        let ids: Vec<i64> = held.iter().map(|(id, _)| id.0).collect();
+        let tokens: Vec<i64> = held.iter().map(|(_, t)| *t).collect();
+        let rows = sqlx::query(&self.inner.sql.extend_leases)
+            .bind(owner)
+            .bind(to_micros(until))
+            .bind(&ids)
+            .bind(&tokens)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        let mut kept = std::collections::HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = r.try_get("id").map_err(db)?;
+            let cancel: bool = r.try_get("cancel_requested").map_err(db)?;
+            kept.insert(id, cancel);
+        }
+        let mut report = LeaseReport::default();
+        for (id, _) in held {
+            match kept.get(&id.0) {
+                None => report.lost.push(*id),
+                Some(true) => report.cancel_requested.push(*id),
+                Some(false) => {}
+            }
+        }
+        Ok(report)
+    }
+
+    async fn report_progress(
+        &self,
+        id: JobId,
+        lease_token: i64,
+        progress: Progress,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(&self.inner.sql.report_progress)
+            .bind(id.0)
+            .bind(lease_token)
+            .bind(json(&progress)?)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost {
+                id,
+                token: lease_token,
+            })
+        }
+    }
+
+    async fn rescue_expired_leases(
+        &self,
+        now: Timestamp,
+        policy: &RetryPolicy,
+        limit_n: usize,
+    ) -> Result<u64, StoreError> {
+        if limit_n == 0 {
+            return Ok(0);
+        }
+        let mut tx = self.inner.pool.begin().await.map_err(db)?;
+        let rows = sqlx::query(&self.inner.sql.rescue_expired_leases)
+            .bind(to_micros(now))
+            .bind(limit(limit_n))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut items = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = r.try_get("id").map_err(db)?;
+            let attempt: i32 = r.try_get("attempt").map_err(db)?;
+            let max_attempts: i32 = r.try_get("max_attempts").map_err(db)?;
+            let retry: Option<String> = r.try_get("retry").map_err(db)?;
+            let owner: Option<String> = r.try_get("lease_owner").map_err(db)?;
+            let token: i64 = r.try_get("lease_token").map_err(db)?;
+            // An unreadable policy of the job's own falls back to the default one.
+            let own: Option<RetryPolicy> = retry.and_then(|s| serde_json::from_str(&s).ok());
+            let error = ErrorRecord {
+                attempt,
+                at: now,
+                message: format!(
+                    "lease expired: worker {} stopped heartbeating",
+                    owner.as_deref().unwrap_or("(unknown)")
+                ),
+                worker: owner,
+            };
+            let finish = if attempt < max_attempts {
+                let delay = own.as_ref().unwrap_or(policy).delay_random(attempt);
+                Finish::Retry {
+                    at: add(now, delay),
+                    error,
+                }
+            } else {
+                Finish::Discard { error }
+            };
+            items.push(Completion {
+                id: JobId(id),
+                lease_token: token,
+                finish,
+            });
+        }
+        let conn = tx.acquire().await.map_err(db)?;
+        let results = complete_rows(conn, &self.inner.sql, &items, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(results.iter().filter(|r| **r == CompletionResult::Done).count() as u64)
+    }
+
+    async fn promote_due(&self, now: Timestamp, limit_n: usize) -> Result<Vec<String>, StoreError> {
+        if limit_n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut queues: Vec<String> = sqlx::query_scalar(&self.inner.sql.promote_due)
+            .bind(to_micros(now))
+            .bind(limit(limit_n))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        queues.sort_unstable();
+        Ok(queues)
+    }
+
+    async fn expire_due(&self, now: Timestamp, limit_n: usize) -> Result<u64, StoreError> {
+        if limit_n == 0 {
+            return Ok(0);
+        }
+        let done = sqlx::query(&self.inner.sql.expire_due)
+            .bind(to_micros(now))
+            .bind(limit(limit_n))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune_finished(&self, req: &PruneRequest) -> Result<u64, StoreError> {
+        if req.limit == 0 {
+            return Ok(0);
+        }
+        // With a queue named, the exceptions do not apply.
+        let except: &[String] = if req.queue.is_some() {
+            &[]
+        } else {
+            &req.except_queues
+        };
+        let done = sqlx::query(&self.inner.sql.prune_finished)
+            .bind(to_micros(req.finished_before))
+            .bind(limit(req.limit))
+            .bind(req.queue.as_deref())
+            .bind(except)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn next_due_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar(&self.inner.sql.next_due_at)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        Ok(v.map(from_micros))
+    }
+
+    async fn get_job(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
+        self.load(id, scope).await
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
+        let page = match filter.limit {
+            0 => 50,
+            n => n.min(1000),
+        };
+        let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+        let rows = sqlx::query(&self.inner.sql.list_jobs)
+            .bind(scope_tenant(&filter.scope))
+            .bind(filter.tenant.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.kind.as_deref())
+            .bind(&states)
+            .bind(filter.before_id.map(|id| id.0))
+            .bind(limit(page + 1))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        let mut jobs = row::jobs(&rows)?;
+        let next_cursor = if jobs.len() > page {
+            jobs.truncate(page);
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    async fn cancel_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+        let r = sqlx::query(&self.inner.sql.cancel_job)
+            .bind(id.0)
+            .bind(scope_tenant(scope))
+            .bind(to_micros(now))
+            .bind(now.to_string())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        match r {
+            Some(r) => row::job(&r),
+            None => Err(self.refusal(id, scope, "cancel").await),
+        }
+    }
+
+    async fn retry_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+        let r = sqlx::query(&self.inner.sql.retry_job)
+            .bind(id.0)
+            .bind(scope_tenant(scope))
+            .bind(to_micros(now))
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        match r {
+            Some(r) => row::job(&r),
+            None => Err(self.refusal(id, scope, "retry").await),
+        }
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(&self.inner.sql.set_queue_paused)
+            .bind(queue)
+            .bind(paused)
+            .bind(to_micros(now))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn list_queues(&self, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
+        let pool = &self.inner.pool;
+        let sql = &self.inner.sql;
+        let mut out: BTreeMap<String, QueueStats> = BTreeMap::new();
+        for r in sqlx::query(&sql.list_queues).fetch_all(pool).await.map_err(db)? {
+            let name: String = r.try_get("name").map_err(db)?;
+            let count = |c: &str| r.try_get::<i64, _>(c).map(|n| n.max(0) as u64).map_err(db);
+            let q = QueueStats {
+                name: name.clone(),
+                paused: r.try_get("paused").map_err(db)?,
+                completed_total: count("completed")?,
+                failed_total: count("failed")?,
+                discarded_total: count("discarded")?,
+                ..Default::default()
+            };
+            out.insert(name, q);
+        }
+        for r in sqlx::query(&sql.list_queues_counts)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?
+        {
+            let queue: String = r.try_get("queue").map_err(db)?;
+            let state: String = r.try_get("state").map_err(db)?;
+            let n: i64 = r.try_get("n").map_err(db)?;
+            if let (Some(q), Some(s)) = (out.get_mut(&queue), JobState::parse(&state)) {
+                q.counts.insert(s, n.max(0) as u64);
+            }
+        }
+        for r in sqlx::query(&sql.list_queues_oldest)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?
+        {
+            let queue: String = r.try_get("queue").map_err(db)?;
+            let oldest: i64 = r.try_get("oldest").map_err(db)?;
+            if let Some(q) = out.get_mut(&queue) {
+                let age = now.duration_since(from_micros(oldest));
+                q.oldest_available_age = Some(Duration::try_from(age).unwrap_or(Duration::ZERO));
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    async fn elect_leader(
+        &self,
+        role: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let holder: Option<String> = sqlx::query_scalar(&self.inner.sql.elect_leader)
+            .bind(role)
+            .bind(owner)
+            .bind(to_micros(now))
+            .bind(to_micros(add(now, ttl)))
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        Ok(holder.as_deref() == Some(owner))
+    }
+
+    async fn resign_leader(&self, role: &str, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.inner.sql.resign_leader)
+            .bind(role)
+            .bind(owner)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {
+        if self.inner.pool.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        self.start_listener();
+        self.inner.wakeups.wait(timeout).await;
+        Ok(())
+    }
+}

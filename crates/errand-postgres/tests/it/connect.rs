@@ -1,0 +1,124 @@
+//! Bad URLs, refused credentials, missing databases and unreachable servers
+//! each fail with one clear line naming what is wrong.
+
+use std::time::Duration;
+
+use errand_core::StoreError;
+use errand_postgres::{PostgresConfig, PostgresStore};
+
+use crate::support;
+
+/// Opens `config` and returns the connect error's message, checking it is one line.
+async fn connect_error(config: PostgresConfig) -> String {
+    match PostgresStore::open(config).await {
+        Err(StoreError::Connect(msg)) => {
+            assert!(!msg.contains('\n'), "not one line: {msg:?}");
+            assert!(msg.len() < 300, "too long for one clear line: {msg:?}");
+            msg
+        }
+        Err(other) => panic!("expected a connect error, got {other:?}"),
+        Ok(_) => panic!("opening should have failed"),
+    }
+}
+
+/// The test URL with its user, port or database replaced.
+fn variant(url: &str, user: Option<&str>, port: Option<u16>, db: Option<&str>) -> String {
+    let opts: errand_postgres::sqlx::postgres::PgConnectOptions = url.parse().expect("test URL parses");
+    format!(
+        "postgres://{}@{}:{}/{}",
+        user.unwrap_or(opts.get_username()),
+        opts.get_host(),
+        port.unwrap_or(opts.get_port()),
+        db.unwrap_or(opts.get_database().unwrap_or("postgres")),
+    )
+}
+
+#[tokio::test]
+async fn malformed_urls_are_refused_without_echoing_the_password() {
+    for (url, says) in [
+        (
+            "postgres://bob:hunter2@localhost:notaport/db",
+            "invalid PostgreSQL URL",
+        ),
+        ("mysql://bob:hunter2@localhost/db", "must start with postgres://"),
+        ("localhost:5432", "must start with postgres://"),
+        ("", "must start with postgres://"),
+    ] {
+        let msg = connect_error(PostgresConfig::from_url(url)).await;
+        assert!(msg.contains(says), "{url}: {msg}");
+        assert!(!msg.contains("hunter2"), "{url}: the password leaked: {msg}");
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_schema_name_is_refused_before_connecting() {
+    let msg =
+        connect_error(PostgresConfig::from_url("postgres://nobody@127.0.0.1:1/x").schema("Bad-Name")).await;
+    assert!(msg.contains("invalid schema name \"Bad-Name\""), "{msg}");
+}
+
+#[tokio::test]
+async fn an_unknown_user_is_named() {
+    let Some(url) = support::url() else { return };
+    let msg = connect_error(PostgresConfig::from_url(variant(
+        &url,
+        Some("errand_no_such_user"),
+        None,
+        None,
+    )))
+    .await;
+    assert!(msg.contains("errand_no_such_user"), "{msg}");
+    assert!(
+        msg.contains("authentication refused") || msg.contains("does not exist"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_database_is_named() {
+    let Some(url) = support::url() else { return };
+    let msg = connect_error(PostgresConfig::from_url(variant(
+        &url,
+        None,
+        None,
+        Some("errand_no_such_db"),
+    )))
+    .await;
+    assert!(
+        msg.contains("database \"errand_no_such_db\" does not exist"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_closed_port_says_connection_refused() {
+    // Port 1 on the loopback interface: nothing listens there.
+    let config = PostgresConfig::from_url("postgres://errand:secret@127.0.0.1:1/db");
+    let msg = connect_error(config).await;
+    assert!(
+        msg.contains("127.0.0.1:1") && msg.contains("connection refused"),
+        "{msg}"
+    );
+    assert!(!msg.contains("secret"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_silent_host_times_out_with_a_message() {
+    // A listener that accepts TCP but never speaks the protocol.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let config = PostgresConfig::from_url(format!("postgres://errand@127.0.0.1:{port}/db"))
+        .connect_timeout(Duration::from_millis(300));
+    let msg = connect_error(config).await;
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("no answer within 300 ms"),
+        "{msg}"
+    );
+    hold.abort();
+}

@@ -24,13 +24,24 @@ pub fn url() -> Option<String> {
              (e.g. {URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
         ),
         _ => {
-            eprintln!(
-                "SKIPPED: {URL_VAR} is not set; set it to run the PostgreSQL tests \
-                 (e.g. {URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
-            );
+            say_skipped();
             None
         }
     }
+}
+
+/// Says once per test binary that the tests are skipped. Written to the
+/// process's stderr directly: the test harness hides what tests print.
+pub fn say_skipped() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {URL_VAR} is not set, so the PostgreSQL tests do not run; set it to run them \
+             (e.g. {URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
+        );
+    });
 }
 
 /// Test schemas are named `t_<unix seconds>_<pid>_<n>`, so stale ones from

@@ -278,8 +278,8 @@ pub fn render_schedule(def: &ScheduleDef, zone: &CronZone) -> Result<Vec<String>
 }
 
 /// The command as one crontab command field: `cd DIR && VAR=value argv…`,
-/// every word quoted for `/bin/sh`, then `%` and `\` escaped for cron
-/// (which turns an unescaped `%` into a newline).
+/// every word quoted for `/bin/sh`, then `%` escaped as `\%` for cron
+/// (which turns an unescaped `%` into a newline and drops the backslash of `\%`).
 pub fn shell_command(
     argv: &[String],
     env: &std::collections::BTreeMap<String, String>,
@@ -304,7 +304,12 @@ pub fn shell_command(
     }
     words.extend(argv.iter().map(|a| shell_quote(a)));
     let line = words.join(" ");
-    Ok(line.replace('\\', "\\\\").replace('%', "\\%"))
+    // Cron drops the backslash of `\%` and keeps every other backslash, so a
+    // backslash right before a `%` cannot be written.
+    if line.contains("\\%") {
+        return Err("a backslash right before % cannot be written in a crontab line".into());
+    }
+    Ok(line.replace('%', "\\%"))
 }
 
 /// Quotes a word for `/bin/sh`: unchanged when it is only safe characters,
@@ -421,7 +426,8 @@ mod tests {
         env.insert("LANG".to_string(), "C".to_string());
         let cmd =
             shell_command(&lines(&["date", "+%Y-%m-%d", r"a\b"]), &env, Some("/tmp/my dir")).expect("ok");
-        assert_eq!(cmd, r"cd '/tmp/my dir' && LANG=C date +\%Y-\%m-\%d 'a\\b'");
+        assert_eq!(cmd, r"cd '/tmp/my dir' && LANG=C date +\%Y-\%m-\%d 'a\b'");
+        assert!(shell_command(&lines(&["printf", r"\%"]), &env, None).is_err());
         assert!(shell_command(&lines(&["echo", "a\nb"]), &env, None).is_err());
     }
 

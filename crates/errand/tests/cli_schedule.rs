@@ -1,0 +1,415 @@
+//! `errand schedule …` end to end: exact output formats, exit codes, and
+//! crontab management against a scratch crontab (a fake `crontab` program).
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn errand() -> Command {
+    let mut cmd = Command::cargo_bin("errand").expect("the errand binary");
+    cmd.env("TZ", "UTC").env_remove("ERRAND_CRONTAB_PROGRAM");
+    cmd
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = errand().args(args).output().expect("run errand");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+fn failure(args: &[&str]) -> (i32, String) {
+    let out = errand().args(args).output().expect("run errand");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn next_prints_rfc3339_in_the_zone_across_spring_forward() {
+    let got = stdout_of(&[
+        "schedule",
+        "next",
+        "30 2 * * *",
+        "--tz",
+        "America/New_York",
+        "--from",
+        "2026-03-07T12:00:00-05:00",
+        "--count",
+        "3",
+    ]);
+    assert_eq!(
+        got,
+        "2026-03-08T03:00:00-04:00\n2026-03-09T02:30:00-04:00\n2026-03-10T02:30:00-04:00\n"
+    );
+}
+
+#[test]
+fn next_is_strictly_after_from_and_defaults_to_one() {
+    let got = stdout_of(&["schedule", "next", "0 0 * * *", "--from", "2026-01-01T00:00:00Z"]);
+    assert_eq!(got, "2026-01-02T00:00:00+00:00\n");
+}
+
+#[test]
+fn next_with_every_and_at() {
+    let got = stdout_of(&[
+        "schedule",
+        "next",
+        "--every",
+        "5 minutes",
+        "--at",
+        "2",
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "--count",
+        "3",
+    ]);
+    assert_eq!(
+        got,
+        "2026-01-01T00:02:00+00:00\n2026-01-01T00:07:00+00:00\n2026-01-01T00:12:00+00:00\n"
+    );
+    let got = stdout_of(&[
+        "schedule",
+        "next",
+        "--every",
+        "day",
+        "--at",
+        "1:30am",
+        "--tz",
+        "Europe/London",
+        "--from",
+        "2026-10-24T12:00:00Z",
+        "--count",
+        "2",
+    ]);
+    assert_eq!(got, "2026-10-25T01:30:00+01:00\n2026-10-26T01:30:00+00:00\n");
+}
+
+#[test]
+fn next_rejects_invalid_input_with_exit_2() {
+    let (code, err) = failure(&["schedule", "next", "61 * * * *"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("minute: 61 is out of range 0-59"), "{err}");
+    let (code, err) = failure(&["schedule", "next", "* * * * *", "--tz", "Mars/Olympus"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown time zone \"Mars/Olympus\""), "{err}");
+    let (code, err) = failure(&["schedule", "next", "* * * * *", "--from", "yesterday"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--from"), "{err}");
+    let (code, err) = failure(&["schedule", "next", "--every", "day", "--at", "teatime"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("at: cannot read \"teatime\""), "{err}");
+    assert_eq!(failure(&["schedule", "next"]).0, 2);
+}
+
+#[test]
+fn translate_prints_one_cron_line_per_line() {
+    assert_eq!(
+        stdout_of(&[
+            "schedule",
+            "translate",
+            "--every",
+            "monday, friday",
+            "--at",
+            "9am, 5:30pm"
+        ]),
+        "0 9 * * 1\n30 17 * * 1\n0 9 * * 5\n30 17 * * 5\n"
+    );
+    assert_eq!(
+        stdout_of(&["schedule", "translate", "--every", "3 hours", "--at", "15"]),
+        "15 0,3,6,9,12,15,18,21 * * *\n"
+    );
+    assert_eq!(
+        stdout_of(&["schedule", "translate", "--every", "week"]),
+        "0 0 * * 0\n"
+    );
+    assert_eq!(
+        stdout_of(&["schedule", "translate", "--every", "reboot"]),
+        "@reboot\n"
+    );
+    assert_eq!(
+        stdout_of(&["schedule", "translate", "--every", "@daily"]),
+        "0 0 * * *\n"
+    );
+    let (code, err) = failure(&["schedule", "translate", "--every", "2 weeks"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("every 2 weeks cannot be written as cron lines"),
+        "{err}"
+    );
+}
+
+const FILE: &str = r#"[server]
+listen = "127.0.0.1:0"
+
+[[schedule]]
+name = "nightly"
+cron = "30 2 * * *"
+timezone = "America/New_York"
+kind = "report.build"
+
+[[schedule]]
+name = "rotate"
+every = "day"
+at = "4:15am"
+command = ["logrotate", "/etc/logrotate.conf"]
+
+[[schedule]]
+name = "boot"
+every = "reboot"
+command = ["echo", "it's 100% up"]
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write file");
+    p
+}
+
+#[test]
+fn check_lists_each_schedule_with_three_fire_times() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "errand.toml", FILE);
+    let out = errand()
+        .current_dir(dir.path())
+        .args(["schedule", "check"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "nightly: cron \"30 2 * * *\" in America/New_York");
+    for l in &lines[1..4] {
+        assert!(l.starts_with("  20") && l.contains(":30:00-0"), "{l}");
+    }
+    assert_eq!(lines[4], "rotate: every \"day\" at \"4:15am\" in UTC");
+    assert!(
+        lines[5..8].iter().all(|l| l.ends_with("T04:15:00+00:00")),
+        "{text}"
+    );
+    assert_eq!(
+        lines[8..],
+        [
+            "boot: every \"reboot\" in UTC",
+            "  @reboot (when the scheduler starts)"
+        ]
+    );
+}
+
+#[test]
+fn check_reports_every_problem_with_file_line_name_and_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        dir.path(),
+        "bad.toml",
+        "[[schedule]]\nname = \"a\"\ncron = \"* * * *\"\nkind = \"k\"\n\n[[schedule]]\nname = \"b\"\nevery = \"day\"\nkind = \"k\"\nwhen = 1\n",
+    );
+    let out = errand()
+        .args(["schedule", "check"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let p = path.display();
+    assert!(
+        err.contains(&format!(
+            "{p}:3: schedule \"a\": cron: expression: expected 5 fields"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{p}:10: schedule \"b\": when: unknown key")),
+        "{err}"
+    );
+    assert!(err.contains("has 2 problem(s)"), "{err}");
+    let (code, err) = failure(&["schedule", "check", "/nonexistent/errand.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read /nonexistent/errand.toml"), "{err}");
+}
+
+/// A stand-in for `crontab` that keeps the crontab in `$FAKE_CRONTAB` and
+/// records the `-u` user in `$FAKE_CRONTAB.user`.
+fn fake_crontab(dir: &Path) -> PathBuf {
+    let script = write(
+        dir,
+        "fake-crontab",
+        r#"#!/bin/sh
+f="$FAKE_CRONTAB"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -u) printf '%s' "$2" > "$f.user"; shift 2 ;;
+    -l) if [ -f "$f" ]; then cat "$f"; exit 0; else echo "no crontab for tester" >&2; exit 1; fi ;;
+    -) cat > "$f"; exit 0 ;;
+    *) echo "unexpected argument $1" >&2; exit 9 ;;
+  esac
+done
+exit 8
+"#,
+    );
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
+}
+
+struct Scratch {
+    dir: tempfile::TempDir,
+    program: PathBuf,
+    crontab: PathBuf,
+    schedule: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let program = fake_crontab(dir.path());
+        let crontab = dir.path().join("crontab.txt");
+        let schedule = write(dir.path(), "errand.toml", FILE);
+        Scratch {
+            dir,
+            program,
+            crontab,
+            schedule,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        errand()
+            .current_dir(self.dir.path())
+            .env("ERRAND_CRONTAB_PROGRAM", &self.program)
+            .env("FAKE_CRONTAB", &self.crontab)
+            .arg("schedule")
+            .arg("crontab")
+            .args(args)
+            .output()
+            .expect("run errand")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8")
+    }
+
+    fn crontab(&self) -> String {
+        std::fs::read_to_string(&self.crontab).expect("read scratch crontab")
+    }
+}
+
+const BLOCK: &str = "# Begin errand generated tasks for: app\n15 4 * * * logrotate /etc/logrotate.conf\n@reboot echo 'it'\\''s 100\\% up'\n# End errand generated tasks for: app\n";
+
+#[test]
+fn crontab_prints_command_schedules_without_touching_the_crontab() {
+    let s = Scratch::new();
+    assert_eq!(
+        s.ok(&[]),
+        "15 4 * * * logrotate /etc/logrotate.conf\n@reboot echo 'it'\\''s 100\\% up'\n"
+    );
+    assert!(!s.crontab.exists());
+    assert_eq!(s.ok(&["--utc"]).lines().next(), Some("CRON_TZ=UTC"));
+}
+
+#[test]
+fn crontab_update_twice_then_clear_keeps_foreign_lines_byte_for_byte() {
+    let s = Scratch::new();
+    let foreign = "SHELL=/bin/sh\n# keep me   \n*/5 * * * *  /usr/bin/foo --bar   # spaces kept\t\n\n\n0 3 * * * date +\\%F\n";
+    std::fs::write(&s.crontab, foreign).expect("seed crontab");
+    s.ok(&["--identifier", "app", "--update"]);
+    let once = s.crontab();
+    assert_eq!(once, format!("{foreign}{BLOCK}"));
+    s.ok(&["--identifier", "app", "--update"]);
+    assert_eq!(s.crontab(), once, "a second update changes nothing");
+    s.ok(&["--identifier", "app", "--clear"]);
+    assert_eq!(s.crontab(), foreign);
+}
+
+#[test]
+fn crontab_update_replaces_only_its_own_block() {
+    let s = Scratch::new();
+    let other =
+        "# Begin errand generated tasks for: other\n1 1 * * * x\n# End errand generated tasks for: other\n";
+    let before = format!(
+        "top line\n# Begin errand generated tasks for: app\nold stuff\n# End errand generated tasks for: app\n{other}bottom line\n"
+    );
+    std::fs::write(&s.crontab, &before).expect("seed crontab");
+    s.ok(&["--identifier", "app", "--update"]);
+    assert_eq!(s.crontab(), format!("top line\n{BLOCK}{other}bottom line\n"));
+}
+
+#[test]
+fn crontab_update_creates_a_missing_crontab_and_write_replaces_everything() {
+    let s = Scratch::new();
+    s.ok(&["--identifier", "app", "--update"]);
+    assert_eq!(s.crontab(), BLOCK);
+    std::fs::write(&s.crontab, "foreign\n").expect("seed crontab");
+    s.ok(&["--identifier", "app", "--write"]);
+    assert_eq!(s.crontab(), BLOCK);
+}
+
+#[test]
+fn crontab_default_identifier_is_the_file_path_and_user_is_passed() {
+    let s = Scratch::new();
+    s.ok(&["--update", "--user", "deploy"]);
+    let id = std::path::absolute(&s.schedule)
+        .expect("absolute")
+        .display()
+        .to_string();
+    assert!(
+        s.crontab()
+            .starts_with(&format!("# Begin errand generated tasks for: {id}\n")),
+        "{}",
+        s.crontab()
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.crontab.with_extension("txt.user")).expect("user"),
+        "deploy"
+    );
+}
+
+#[test]
+fn crontab_refuses_schedules_in_another_zone_and_unbalanced_blocks() {
+    let s = Scratch::new();
+    write(
+        s.dir.path(),
+        "paris.toml",
+        "[[schedule]]\nname = \"p\"\ncron = \"0 9 * * *\"\ntimezone = \"Europe/Paris\"\ncommand = [\"x\"]\n",
+    );
+    let out = s.run(&["paris.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("schedule \"p\" (line 1): its timezone is Europe/Paris but cron reads the lines in UTC"),
+        "{err}"
+    );
+
+    std::fs::write(&s.crontab, "# Begin errand generated tasks for: app\n").expect("seed crontab");
+    let out = s.run(&["--identifier", "app", "--update"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no matching"));
+    assert_eq!(
+        s.crontab(),
+        "# Begin errand generated tasks for: app\n",
+        "left untouched"
+    );
+}
+
+#[test]
+fn crontab_program_failure_exits_1() {
+    let s = Scratch::new();
+    let out = errand()
+        .current_dir(s.dir.path())
+        .env("ERRAND_CRONTAB_PROGRAM", s.dir.path().join("missing-program"))
+        .args(["schedule", "crontab", "--update"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"));
+}

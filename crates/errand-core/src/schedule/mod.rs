@@ -6,7 +6,7 @@
 //! - [`next`]: fire times in a zone, with Vixie cron's daylight-saving rule.
 //! - [`every`]: whenever's readable forms (`every = "3 hours", at = "15"`)
 //!   and their translation to cron lines.
-//! - [`file`]: the `[[schedule]]` entries of a TOML file, validated.
+//! - [`file`](mod@file): the `[[schedule]]` entries of a TOML file, validated.
 //! - [`crontab`]: the marked errand block in a crontab, as pure text
 //!   functions, and `command` schedules rendered as crontab lines.
 //!

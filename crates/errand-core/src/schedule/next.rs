@@ -184,7 +184,7 @@ impl CronExpr {
     }
 
     /// The first fire time strictly after `after`, in zone `tz`, following
-    /// the daylight-saving rule in [this module's docs](self). `None` when
+    /// the daylight-saving rule of the [`next`](crate::schedule::next) module. `None` when
     /// the expression never fires again before year 9999.
     pub fn next_after(&self, after: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
         let interval = self.is_interval();

@@ -47,9 +47,12 @@ CREATE INDEX jobs_fetch ON __SCHEMA__.jobs (queue, priority, run_at, id)
 -- The promoter and next_due_at look for the earliest due scheduled/retryable job.
 CREATE INDEX jobs_due ON __SCHEMA__.jobs (run_at, id)
     WHERE state IN ('scheduled', 'retryable');
--- The rescuer looks for lapsed leases.
+-- The rescuer looks for lapsed leases. The predicate names lease_expires_at
+-- on purpose: fenced writes filter on state = 'running' alone, which must not
+-- let the planner scan this index (every running job) instead of looking the
+-- batch's ids up in the primary key, as it does with stale statistics.
 CREATE INDEX jobs_leases ON __SCHEMA__.jobs (lease_expires_at)
-    WHERE state = 'running';
+    WHERE state = 'running' AND lease_expires_at IS NOT NULL;
 -- The expirer looks for unstarted jobs past their expiry.
 CREATE INDEX jobs_expiry ON __SCHEMA__.jobs (expires_at)
     WHERE expires_at IS NOT NULL AND state IN ('scheduled', 'available', 'retryable');

@@ -48,8 +48,18 @@ pub(crate) fn connect_error(target: &Target, e: &sqlx::Error) -> StoreError {
             }
             io::ErrorKind::NotFound => format!("{t}: no such host or socket ({})", one_line(&io.to_string())),
             io::ErrorKind::TimedOut => format!("{t}: the server did not answer in time"),
+            _ if io.to_string().contains("lookup address") => {
+                format!(
+                    "{t}: cannot resolve the host name ({})",
+                    one_line(&io.to_string())
+                )
+            }
             _ => format!("{t}: {}", one_line(&io.to_string())),
         },
+        sqlx::Error::Protocol(detail) => format!(
+            "{t}: the server there does not speak the PostgreSQL protocol ({})",
+            without_source_location(detail)
+        ),
         sqlx::Error::Tls(tls) => format!("{t}: TLS failed: {}", one_line(&tls.to_string())),
         sqlx::Error::PoolTimedOut => format!("{t}: timed out waiting for the server"),
         sqlx::Error::Configuration(c) => format!("invalid PostgreSQL settings: {}", one_line(&c.to_string())),
@@ -83,6 +93,15 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
             }
         }
         other => StoreError::Backend(one_line(&other.to_string())),
+    }
+}
+
+/// The driver's message without the "(crate::module:line)" it appends.
+fn without_source_location(detail: &str) -> String {
+    let text = one_line(detail);
+    match text.rfind(" (sqlx") {
+        Some(i) if text.ends_with(')') => text[..i].to_owned(),
+        _ => text,
     }
 }
 

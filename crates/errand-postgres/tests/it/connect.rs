@@ -122,3 +122,23 @@ async fn a_silent_host_times_out_with_a_message() {
     );
     hold.abort();
 }
+
+#[tokio::test]
+async fn a_server_that_is_not_postgres_is_named_without_driver_noise() {
+    // Something else listens there: it answers like a web server.
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = http.local_addr().unwrap().port();
+    let serve = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut sock, _)) = http.accept().await {
+            let _ = sock.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    let msg = connect_error(PostgresConfig::from_url(format!(
+        "postgres://errand@127.0.0.1:{port}/db"
+    )))
+    .await;
+    assert!(msg.contains("does not speak the PostgreSQL protocol"), "{msg}");
+    assert!(!msg.contains("sqlx"), "driver internals leaked: {msg}");
+    serve.abort();
+}

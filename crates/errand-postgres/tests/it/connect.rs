@@ -142,3 +142,25 @@ async fn a_server_that_is_not_postgres_is_named_without_driver_noise() {
     assert!(!msg.contains("sqlx"), "driver internals leaked: {msg}");
     serve.abort();
 }
+
+#[tokio::test]
+async fn pooled_connections_carry_the_configured_timeout_and_name() {
+    let Some(config) = support::config().await else {
+        return;
+    };
+    let schema = config.schema_name().to_owned();
+    let store = support::open(
+        config
+            .statement_timeout(Some(Duration::from_millis(1500)))
+            .application_name("errand-conn-test"),
+    )
+    .await;
+    let (timeout, name): (String, String) = errand_postgres::sqlx::query_as(
+        "SELECT current_setting('statement_timeout'), current_setting('application_name')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!((timeout.as_str(), name.as_str()), ("1500ms", "errand-conn-test"));
+    support::drop_schema(&schema).await;
+}

@@ -162,6 +162,41 @@ async fn a_killed_listener_connection_is_replaced_and_notifications_flow_again()
 }
 
 #[tokio::test]
+async fn an_operator_retry_and_a_resumed_queue_wake_waiters() {
+    let Some(config) = support::config().await else {
+        return;
+    };
+    let waiter = support::open(config.clone()).await;
+    let other = support::open(config.clone()).await;
+    listening(&waiter).await;
+    let ins = other
+        .insert_jobs(vec![valid(NewJob::new("k", "{}").run_at(at(600)), at(0))], at(0))
+        .await
+        .unwrap();
+    other.set_queue_paused("default", true, at(1)).await.unwrap();
+
+    let wait = wait_in_background(&waiter);
+    settle().await;
+    other
+        .retry_job(ins[0].id, &errand_core::store::Scope::All, at(2))
+        .await
+        .unwrap();
+    assert!(
+        wait.await.unwrap() < PROMPT,
+        "an operator retry did not wake the waiter"
+    );
+
+    let wait = wait_in_background(&waiter);
+    settle().await;
+    other.set_queue_paused("default", false, at(3)).await.unwrap();
+    assert!(
+        wait.await.unwrap() < PROMPT,
+        "resuming a queue did not wake the waiter"
+    );
+    support::drop_schema(config.schema_name()).await;
+}
+
+#[tokio::test]
 async fn stores_on_different_schemas_do_not_wake_each_other() {
     let Some(a) = support::config().await else { return };
     let Some(b) = support::config().await else { return };

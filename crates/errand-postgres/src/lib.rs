@@ -9,7 +9,7 @@
 //!   batches, and fetch speed does not depend on how much finished history
 //!   the table holds.
 //! - **Wake-ups** through LISTEN/NOTIFY, with a polling fallback while the
-//!   listening connection is down (see [`Store::wait_for_change`]).
+//!   listening connection is down (see [`Store::wait_for_change`](errand_core::Store::wait_for_change)).
 //! - **Migrations** embedded in the binary, applied on open (or by
 //!   [`PostgresStore::migrate`]) under an advisory lock, so several processes
 //!   may start at once; a schema from a newer errand is refused.

@@ -137,3 +137,20 @@ async fn operations_fail_with_a_connect_error_while_the_server_is_unreachable_an
     );
     support::drop_schema(config.schema_name()).await;
 }
+
+#[tokio::test]
+async fn a_closed_store_refuses_work_as_closed() {
+    let Some(store) = support::store().await else {
+        return;
+    };
+    let schema = store.schema().to_owned();
+    store.close().await;
+    let err = store
+        .insert_jobs(vec![valid(NewJob::new("k", "{}"), at(0))], at(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Closed), "{err:?}");
+    let err = store.wait_for_change(Duration::from_secs(30)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Closed), "{err:?}");
+    support::drop_schema(&schema).await;
+}

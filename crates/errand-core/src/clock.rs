@@ -16,8 +16,10 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// Now, truncated to the microsecond: the precision stores keep, so a
+    /// time read back equals the time written (in rows and in JSON alike).
     fn now(&self) -> Timestamp {
-        Timestamp::now()
+        from_micros(to_micros(Timestamp::now()))
     }
 }
 

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod baseline;
 mod reader;
 mod row;
 mod schema;

@@ -68,7 +68,7 @@ fn finish_sql(f: &Finish) -> &'static str {
     &FINISH_SQL[finish_index(f)]
 }
 
-/// Whether the finish's statement takes the text parameter ?4.
+/// Whether the finish's statement takes the text parameter ?4 (hand-back takes neither ?3 nor ?4).
 fn finish_has_text(f: &Finish) -> bool {
     !matches!(f, Finish::Snooze { .. } | Finish::Expire | Finish::HandBack)
 }
@@ -254,10 +254,10 @@ fn complete(
             Finish::Snooze { at } => (to_micros(*at), None),
             Finish::Expire | Finish::HandBack => (now_us, None),
         };
-        let queue: Option<String> = if finish_has_text(&c.finish) {
-            st.query_row(params![c.id.0, c.lease_token, time, text], |r| r.get(0))
-        } else {
-            st.query_row(params![c.id.0, c.lease_token, time], |r| r.get(0))
+        let queue: Option<String> = match &c.finish {
+            Finish::HandBack => st.query_row(params![c.id.0, c.lease_token], |r| r.get(0)),
+            f if finish_has_text(f) => st.query_row(params![c.id.0, c.lease_token, time, text], |r| r.get(0)),
+            _ => st.query_row(params![c.id.0, c.lease_token, time], |r| r.get(0)),
         }
         .optional()
         .map_err(err)?;

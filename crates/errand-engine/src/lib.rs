@@ -1,1 +1,24 @@
-//! The engine.
+//! errand's engine: the services that move jobs through their lifecycle.
+//!
+//! - [`Errand`]: the shared runtime of one process (store, clock, wake-ups).
+//! - [`Client`]: the producer and operator API (enqueue, list, cancel, retry, pause).
+//! - [`Worker`]: claims jobs in batches, runs them, completes them in batches,
+//!   heartbeats their leases, and shuts down gracefully.
+//! - [`Maintenance`]: rescues lapsed leases, promotes due jobs, expires and
+//!   prunes, on one elected leader at a time.
+//! - [`executor`]: what runs a job — typed Rust handlers and the `command` executor.
+
+mod client;
+pub mod executor;
+mod hub;
+mod maintenance;
+mod runtime;
+mod worker;
+
+pub use client::{Client, EnqueueError};
+pub use executor::{Executor, Handler, JobArgs, JobContext, JobError};
+pub use maintenance::{Maintenance, MaintenanceConfig, QueueRetention, TickReport};
+pub use runtime::Errand;
+pub use worker::{
+    QueueConfig, RunningWorker, ShutdownReport, Worker, WorkerBuilder, WorkerConfig, WorkerStats,
+};

@@ -1,0 +1,123 @@
+//! The producer and operator API.
+
+use errand_core::store::{Inserted, JobFilter, JobPage, QueueStats, Scope};
+use errand_core::validate::{self, ValidationError};
+use errand_core::{Job, JobId, JobState, NewJob, StoreError};
+
+use crate::executor::JobArgs;
+use crate::runtime::Errand;
+
+/// Why an enqueue failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnqueueError {
+    /// The job (or, in a batch, the job at `index`) breaks a rule; nothing was written.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The store failed; nothing was written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Enqueues jobs and operates on them. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Client {
+    rt: Errand,
+}
+
+impl Client {
+    pub(crate) fn new(rt: Errand) -> Self {
+        Client { rt }
+    }
+
+    /// Enqueues one job. A duplicate of a unique job returns the existing
+    /// job's id with `duplicate: true`.
+    pub async fn enqueue(&self, job: NewJob) -> Result<Inserted, EnqueueError> {
+        let mut out = self.enqueue_many(vec![job]).await?;
+        Ok(out.remove(0))
+    }
+
+    /// Enqueues typed args as a job of their kind.
+    pub async fn enqueue_args<A: JobArgs>(&self, args: &A) -> Result<Inserted, EnqueueError> {
+        self.enqueue(new_job(args)?).await
+    }
+
+    /// Enqueues jobs all-or-nothing: one bad job rejects the batch and is named by its index.
+    pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Inserted>, EnqueueError> {
+        let now = self.rt.clock.now();
+        let valid = validate::validate_batch(jobs, &self.rt.limits, now)?;
+        let mut queues: Vec<String> = Vec::new();
+        for j in &valid {
+            if j.run_at <= now && !queues.contains(&j.queue) {
+                queues.push(j.queue.clone());
+            }
+        }
+        let inserted = self.rt.store.insert_jobs(valid, now).await?;
+        for q in &queues {
+            self.rt.hub.wake(q);
+        }
+        Ok(inserted)
+    }
+
+    /// One job, if `scope` may see it.
+    pub async fn job(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
+        self.rt.store.get_job(id, scope).await
+    }
+
+    /// A page of jobs, newest first.
+    pub async fn jobs(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
+        self.rt.store.list_jobs(filter).await
+    }
+
+    /// Cancels a job (a running one is stopped at its worker's next heartbeat).
+    pub async fn cancel(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
+        self.rt.store.cancel_job(id, scope, self.rt.clock.now()).await
+    }
+
+    /// Retries a discarded, cancelled, expired or waiting job now.
+    pub async fn retry(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
+        let job = self.rt.store.retry_job(id, scope, self.rt.clock.now()).await?;
+        if job.state == JobState::Available {
+            self.rt.hub.wake(&job.queue);
+        }
+        Ok(job)
+    }
+
+    /// Pauses a queue: workers stop claiming from it; running jobs finish.
+    pub async fn pause(&self, queue: &str) -> Result<(), EnqueueError> {
+        validate::queue_name("queue", queue)?;
+        Ok(self
+            .rt
+            .store
+            .set_queue_paused(queue, true, self.rt.clock.now())
+            .await?)
+    }
+
+    /// Resumes a paused queue.
+    pub async fn resume(&self, queue: &str) -> Result<(), EnqueueError> {
+        validate::queue_name("queue", queue)?;
+        self.rt
+            .store
+            .set_queue_paused(queue, false, self.rt.clock.now())
+            .await?;
+        self.rt.hub.wake(queue);
+        Ok(())
+    }
+
+    /// Every queue with its figures.
+    pub async fn queues(&self) -> Result<Vec<QueueStats>, StoreError> {
+        self.rt.store.list_queues(self.rt.clock.now()).await
+    }
+}
+
+/// A [`NewJob`] of `A`'s kind with `args` serialized.
+pub(crate) fn new_job<A: JobArgs>(args: &A) -> Result<NewJob, EnqueueError> {
+    let mut job = NewJob::from_args(A::KIND, args).map_err(|e| ValidationError {
+        field: "args",
+        code: "args_invalid_json",
+        message: format!("cannot be serialized: {e}"),
+        index: None,
+    })?;
+    A::options(&mut job);
+    Ok(job)
+}

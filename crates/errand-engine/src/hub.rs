@@ -1,0 +1,40 @@
+//! In-process wake-ups: an insert or a promotion wakes the workers of its
+//! queue at once, without polling.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// One `Notify` per queue name, created on first use.
+#[derive(Default)]
+pub(crate) struct Hub {
+    queues: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Hub {
+    /// The notifier of `queue`.
+    pub(crate) fn queue(&self, queue: &str) -> Arc<Notify> {
+        let mut map = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get(queue) {
+            return n.clone();
+        }
+        let n = Arc::new(Notify::new());
+        map.insert(queue.to_owned(), n.clone());
+        n
+    }
+
+    /// Wakes the workers of `queue`, if any are listening.
+    pub(crate) fn wake(&self, queue: &str) {
+        let n = self
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(queue)
+            .cloned();
+        if let Some(n) = n {
+            n.notify_waiters();
+            n.notify_one();
+        }
+    }
+}

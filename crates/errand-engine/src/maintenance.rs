@@ -1,0 +1,242 @@
+//! The maintenance service: the housekeeping that must run somewhere, once.
+//!
+//! Every process may run it; a leader lease in the store makes one of them
+//! do the work at a time, and a leader that dies is replaced once its lease
+//! runs out. Each pass is a [`Maintenance::tick`] that tests can call
+//! directly; every step works in bounded batches so a huge backlog never
+//! becomes one huge transaction.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use errand_core::clock::{add, sub};
+use errand_core::store::PruneRequest;
+use errand_core::{RetryPolicy, StoreError};
+
+use crate::runtime::Errand;
+
+/// How long finished jobs of one queue are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRetention {
+    /// The queue.
+    pub queue: String,
+    /// Finished jobs older than this are deleted.
+    pub keep: Duration,
+}
+
+/// Maintenance settings.
+#[derive(Debug, Clone)]
+pub struct MaintenanceConfig {
+    /// This process's id as a leader candidate; generated when `None`.
+    pub id: Option<String>,
+    /// The longest pause between passes (shorter when a scheduled job is due sooner).
+    pub interval: Duration,
+    /// How long leadership lasts without renewal.
+    pub leader_ttl: Duration,
+    /// The most rows one step touches per store call.
+    pub batch: usize,
+    /// How long finished jobs are kept, unless their queue says otherwise.
+    pub retention: Duration,
+    /// Per-queue retention.
+    pub queue_retention: Vec<QueueRetention>,
+    /// How often pruning runs.
+    pub prune_interval: Duration,
+    /// The backoff for rescued jobs that set no policy of their own.
+    pub rescue_policy: RetryPolicy,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            id: None,
+            interval: Duration::from_secs(1),
+            leader_ttl: Duration::from_secs(15),
+            batch: 1000,
+            retention: Duration::from_secs(24 * 3600),
+            queue_retention: Vec::new(),
+            prune_interval: Duration::from_secs(60),
+            rescue_policy: RetryPolicy::default(),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Whether this process was the leader (if not, nothing else was done).
+    pub leader: bool,
+    /// Jobs rescued from lapsed leases.
+    pub rescued: u64,
+    /// Queues that received promoted jobs.
+    pub promoted_queues: Vec<String>,
+    /// Jobs expired.
+    pub expired: u64,
+    /// Finished jobs pruned.
+    pub pruned: u64,
+}
+
+/// The maintenance service; from [`Errand::maintenance`].
+pub struct Maintenance {
+    rt: Errand,
+    config: MaintenanceConfig,
+    id: String,
+    last_prune: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for Maintenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Maintenance").field("id", &self.id).finish()
+    }
+}
+
+const ROLE: &str = "maintenance";
+
+impl Maintenance {
+    pub(crate) fn new(rt: Errand, config: MaintenanceConfig) -> Self {
+        let id = config
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("maint:{}:{:04x}", std::process::id(), rand::random::<u16>()));
+        Maintenance {
+            rt,
+            config,
+            id,
+            last_prune: None,
+        }
+    }
+
+    /// This process's candidate id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// One pass: renew or take leadership; if leader, rescue, expire,
+    /// promote (waking local workers) and, when due, prune.
+    pub async fn tick(&mut self) -> Result<TickReport, StoreError> {
+        let store = self.rt.store.clone();
+        let now = self.rt.clock.now();
+        let mut report = TickReport {
+            leader: store
+                .elect_leader(ROLE, &self.id, self.config.leader_ttl, now)
+                .await?,
+            ..Default::default()
+        };
+        if !report.leader {
+            return Ok(report);
+        }
+        let batch = self.config.batch.max(1);
+        loop {
+            let n = store
+                .rescue_expired_leases(now, &self.config.rescue_policy, batch)
+                .await?;
+            report.rescued += n;
+            if (n as usize) < batch {
+                break;
+            }
+        }
+        loop {
+            let n = store.expire_due(now, batch).await?;
+            report.expired += n;
+            if (n as usize) < batch {
+                break;
+            }
+        }
+        loop {
+            let queues = store.promote_due(now, batch).await?;
+            for q in &queues {
+                self.rt.hub.wake(q);
+            }
+            let more = !queues.is_empty() && store.next_due_at().await?.is_some_and(|t| t <= now);
+            for q in queues {
+                if !report.promoted_queues.contains(&q) {
+                    report.promoted_queues.push(q);
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        if self
+            .last_prune
+            .is_none_or(|t| add(t, self.config.prune_interval) <= now)
+        {
+            self.last_prune = Some(now);
+            report.pruned = self.prune(now).await?;
+        }
+        Ok(report)
+    }
+
+    async fn prune(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let batch = self.config.batch.max(1);
+        let mut requests: Vec<PruneRequest> = self
+            .config
+            .queue_retention
+            .iter()
+            .map(|r| PruneRequest {
+                finished_before: sub(now, r.keep),
+                queue: Some(r.queue.clone()),
+                except_queues: Vec::new(),
+                limit: batch,
+            })
+            .collect();
+        requests.push(PruneRequest {
+            finished_before: sub(now, self.config.retention),
+            queue: None,
+            except_queues: self
+                .config
+                .queue_retention
+                .iter()
+                .map(|r| r.queue.clone())
+                .collect(),
+            limit: batch,
+        });
+        let mut total = 0;
+        for req in requests {
+            // Bounded: at most 100 batches per queue per pass, the rest next time.
+            for _ in 0..100 {
+                let n = self.rt.store.prune_finished(&req).await?;
+                total += n;
+                if (n as usize) < batch {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Runs passes until `stop` fires, then gives up leadership.
+    pub async fn run(mut self, stop: CancellationToken) {
+        loop {
+            let pause = match self.tick().await {
+                Ok(r) if r.leader => self.pause_until_next_due().await,
+                Ok(_) => self.config.leader_ttl / 3,
+                Err(e) => {
+                    tracing::warn!(error = %e, "maintenance pass failed; retrying");
+                    self.config.interval
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {},
+                _ = stop.cancelled() => break,
+            }
+        }
+        if let Err(e) = self.rt.store.resign_leader(ROLE, &self.id).await {
+            tracing::warn!(error = %e, "cannot resign maintenance leadership");
+        }
+    }
+
+    /// The interval, or less when a scheduled job falls due sooner.
+    async fn pause_until_next_due(&self) -> Duration {
+        let max = self.config.interval;
+        match self.rt.store.next_due_at().await {
+            Ok(Some(t)) => {
+                let until = t.duration_since(self.rt.clock.now());
+                let until = Duration::try_from(until).unwrap_or(Duration::ZERO);
+                until.clamp(Duration::from_millis(1), max)
+            }
+            _ => max,
+        }
+    }
+}

@@ -1,0 +1,743 @@
+//! The worker service.
+//!
+//! Per queue, a fetcher claims as many jobs as it has free slots (up to the
+//! queue's batch size) in one store call, and spawns each as a task. Tasks
+//! send their resolved outcome to one completer, which writes everything that
+//! has piled up in one `complete_batch` call: under load, claims and
+//! completions are both batched without any timer. A heartbeat extends the
+//! leases of every job in flight and learns of operator cancels. Shutdown
+//! stops fetching, waits a grace period, then hands unfinished jobs back
+//! without spending their attempt.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use errand_core::lifecycle::{self, Attempt};
+use errand_core::store::{ClaimRequest, CompletionResult};
+use errand_core::validate::{self, ValidationError};
+use errand_core::{Completion, Finish, Job, JobId, Outcome, RetryPolicy};
+
+use crate::executor::context::ContextParts;
+use crate::executor::{Executor, Handler, JobArgs, JobContext, Typed};
+use crate::runtime::Errand;
+
+/// One queue a worker serves.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// The queue's name.
+    pub name: String,
+    /// The most jobs of this queue running at once in this worker.
+    pub concurrency: usize,
+    /// The most jobs claimed in one store call.
+    pub fetch_batch: usize,
+    /// The retry policy for this queue's jobs when neither the job nor its kind sets one.
+    pub retry: Option<RetryPolicy>,
+}
+
+impl QueueConfig {
+    /// A queue with `concurrency` slots, claiming up to 500 at a time.
+    pub fn new(name: impl Into<String>, concurrency: usize) -> Self {
+        QueueConfig {
+            name: name.into(),
+            concurrency,
+            fetch_batch: concurrency.clamp(1, 500),
+            retry: None,
+        }
+    }
+}
+
+/// Worker-wide settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This worker's id (lease owner); generated when `None`.
+    pub id: Option<String>,
+    /// How long a claim lasts without a heartbeat.
+    pub lease: Duration,
+    /// How often leases are extended (well under `lease`).
+    pub heartbeat: Duration,
+    /// How long an idle fetcher waits before looking again when nothing wakes it.
+    pub poll_interval: Duration,
+    /// The most completions written in one store call.
+    pub completion_batch: usize,
+    /// How long shutdown waits for running jobs before handing them back.
+    pub shutdown_grace: Duration,
+    /// The retry policy when neither job, kind nor queue sets one.
+    pub default_retry: RetryPolicy,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            id: None,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(1),
+            completion_batch: 2000,
+            shutdown_grace: Duration::from_secs(30),
+            default_retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Configures a [`Worker`]; from [`Errand::worker`].
+pub struct WorkerBuilder {
+    rt: Errand,
+    config: WorkerConfig,
+    queues: Vec<QueueConfig>,
+    executors: HashMap<String, Arc<dyn Executor>>,
+}
+
+impl WorkerBuilder {
+    pub(crate) fn new(rt: Errand) -> Self {
+        WorkerBuilder {
+            rt,
+            config: WorkerConfig::default(),
+            queues: Vec::new(),
+            executors: HashMap::new(),
+        }
+    }
+
+    /// Serves `name` with `concurrency` slots.
+    pub fn queue(self, name: impl Into<String>, concurrency: usize) -> Self {
+        self.queue_config(QueueConfig::new(name, concurrency))
+    }
+
+    /// Serves a queue configured in full.
+    pub fn queue_config(mut self, q: QueueConfig) -> Self {
+        self.queues.retain(|x| x.name != q.name);
+        self.queues.push(q);
+        self
+    }
+
+    /// Registers a typed handler for `A::KIND`.
+    pub fn register<A: JobArgs, H: Handler<A>>(self, handler: H) -> Self {
+        self.executor(A::KIND, Typed::<A, H>::new(handler))
+    }
+
+    /// Registers an executor for `kind`.
+    pub fn executor(mut self, kind: impl Into<String>, executor: impl Executor) -> Self {
+        self.executors.insert(kind.into(), Arc::new(executor));
+        self
+    }
+
+    /// Replaces the worker-wide settings.
+    pub fn config(mut self, config: WorkerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(self) -> Result<Worker, ValidationError> {
+        if self.queues.is_empty() {
+            return Err(ValidationError {
+                field: "queues",
+                code: "no_queues",
+                message: "a worker needs at least one queue".into(),
+                index: None,
+            });
+        }
+        for (i, q) in self.queues.iter().enumerate() {
+            validate::queue_name("queue", &q.name).map_err(|e| e.at(i))?;
+            if q.concurrency == 0 || q.fetch_batch == 0 {
+                return Err(ValidationError {
+                    field: "concurrency",
+                    code: "concurrency_invalid",
+                    message: format!(
+                        "queue {:?}: concurrency and fetch batch must be at least 1",
+                        q.name
+                    ),
+                    index: Some(i),
+                });
+            }
+        }
+        if self.config.heartbeat >= self.config.lease {
+            return Err(ValidationError {
+                field: "heartbeat",
+                code: "heartbeat_too_slow",
+                message: "the heartbeat interval must be shorter than the lease".into(),
+                index: None,
+            });
+        }
+        let id = self.config.id.clone().unwrap_or_else(default_worker_id);
+        Ok(Worker {
+            rt: self.rt,
+            id: id.into(),
+            config: self.config,
+            queues: self.queues,
+            executors: self.executors,
+        })
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}:{}:{:04x}", std::process::id(), rand::random::<u16>())
+}
+
+/// A configured worker; [`Worker::start`] runs it.
+pub struct Worker {
+    rt: Errand,
+    id: Arc<str>,
+    config: WorkerConfig,
+    queues: Vec<QueueConfig>,
+    executors: HashMap<String, Arc<dyn Executor>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .field("queues", &self.queues)
+            .finish()
+    }
+}
+
+/// Counters of what a worker did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Jobs claimed.
+    pub claimed: u64,
+    /// Jobs completed.
+    pub completed: u64,
+    /// Attempts that failed and will be retried.
+    pub retried: u64,
+    /// Jobs discarded.
+    pub discarded: u64,
+    /// Jobs snoozed.
+    pub snoozed: u64,
+    /// Jobs cancelled.
+    pub cancelled: u64,
+    /// Jobs found expired when their turn came.
+    pub expired: u64,
+    /// Jobs handed back at shutdown.
+    pub handed_back: u64,
+    /// Completions refused because the lease was lost.
+    pub lease_lost: u64,
+}
+
+#[derive(Default)]
+struct Counters([AtomicU64; 9]);
+
+impl Counters {
+    fn bump(&self, i: usize, n: u64) {
+        self.0[i].fetch_add(n, Ordering::Relaxed);
+    }
+    fn snapshot(&self) -> WorkerStats {
+        let g = |i: usize| self.0[i].load(Ordering::Relaxed);
+        WorkerStats {
+            claimed: g(0),
+            completed: g(1),
+            retried: g(2),
+            discarded: g(3),
+            snoozed: g(4),
+            cancelled: g(5),
+            expired: g(6),
+            handed_back: g(7),
+            lease_lost: g(8),
+        }
+    }
+}
+
+fn counter_index(f: &Finish) -> usize {
+    match f {
+        Finish::Complete { .. } => 1,
+        Finish::Retry { .. } => 2,
+        Finish::Discard { .. } => 3,
+        Finish::Snooze { .. } => 4,
+        Finish::Cancel { .. } => 5,
+        Finish::Expire => 6,
+        Finish::HandBack => 7,
+    }
+}
+
+/// Why a running job was asked to stop.
+const STOP_NONE: u8 = 0;
+const STOP_OPERATOR: u8 = 1;
+const STOP_LEASE_LOST: u8 = 2;
+const STOP_SHUTDOWN: u8 = 3;
+
+struct Inflight {
+    token: i64,
+    cancel: CancellationToken,
+    reason: Arc<AtomicU8>,
+}
+
+struct Done {
+    id: JobId,
+    token: i64,
+    finish: Finish,
+}
+
+struct Shared {
+    rt: Errand,
+    id: Arc<str>,
+    config: WorkerConfig,
+    executors: HashMap<String, Arc<dyn Executor>>,
+    queue_retry: HashMap<String, RetryPolicy>,
+    inflight: Mutex<HashMap<JobId, Inflight>>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    counters: Counters,
+    /// Fired when the grace period is over: running jobs are handed back.
+    hard_stop: CancellationToken,
+}
+
+impl Shared {
+    fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Inflight>> {
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running worker. Call [`RunningWorker::shutdown`] to stop it gracefully.
+pub struct RunningWorker {
+    shared: Arc<Shared>,
+    fetch_stop: CancellationToken,
+    background_stop: CancellationToken,
+    tracker: TaskTracker,
+    fetchers: Vec<JoinHandle<()>>,
+    completer: JoinHandle<()>,
+    heartbeat: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RunningWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningWorker")
+            .field("id", &self.shared.id)
+            .finish()
+    }
+}
+
+impl Worker {
+    /// This worker's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Starts the fetchers, the completer and the heartbeat on the current tokio runtime.
+    pub fn start(self) -> RunningWorker {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let queue_retry = self
+            .queues
+            .iter()
+            .filter_map(|q| q.retry.clone().map(|r| (q.name.clone(), r)))
+            .collect();
+        let shared = Arc::new(Shared {
+            rt: self.rt,
+            id: self.id,
+            config: self.config,
+            executors: self.executors,
+            queue_retry,
+            inflight: Mutex::new(HashMap::new()),
+            done_tx,
+            counters: Counters::default(),
+            hard_stop: CancellationToken::new(),
+        });
+        let fetch_stop = CancellationToken::new();
+        let background_stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let fetchers = self
+            .queues
+            .into_iter()
+            .map(|q| tokio::spawn(fetch_loop(shared.clone(), q, tracker.clone(), fetch_stop.clone())))
+            .collect();
+        let completer = tokio::spawn(completer(shared.clone(), done_rx, background_stop.clone()));
+        let heartbeat = tokio::spawn(heartbeat(shared.clone(), background_stop.clone()));
+        tracing::info!(worker = %shared.id, "worker started");
+        RunningWorker {
+            shared,
+            fetch_stop,
+            background_stop,
+            tracker,
+            fetchers,
+            completer,
+            heartbeat,
+        }
+    }
+}
+
+/// What a graceful shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Whether every running job finished within the grace period.
+    pub graceful: bool,
+    /// Jobs handed back unfinished.
+    pub handed_back: u64,
+}
+
+impl RunningWorker {
+    /// This worker's id.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WorkerStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Jobs running now.
+    pub fn running(&self) -> usize {
+        self.shared.inflight().len()
+    }
+
+    /// Stops fetching, waits up to the grace period for running jobs, hands
+    /// the rest back (their attempt is not spent), writes every completion.
+    pub async fn shutdown(self) -> ShutdownReport {
+        self.fetch_stop.cancel();
+        for f in self.fetchers {
+            let _ = f.await;
+        }
+        self.tracker.close();
+        let before = self.shared.counters.snapshot().handed_back;
+        let graceful = tokio::time::timeout(self.shared.config.shutdown_grace, self.tracker.wait())
+            .await
+            .is_ok();
+        if !graceful {
+            for f in self.shared.inflight().values() {
+                f.reason.store(STOP_SHUTDOWN, Ordering::Relaxed);
+                f.cancel.cancel();
+            }
+            self.shared.hard_stop.cancel();
+            self.tracker.wait().await;
+        }
+        self.background_stop.cancel();
+        let _ = self.completer.await;
+        let _ = self.heartbeat.await;
+        let handed_back = self.shared.counters.snapshot().handed_back - before;
+        tracing::info!(worker = %self.shared.id, graceful, handed_back, "worker stopped");
+        ShutdownReport {
+            graceful,
+            handed_back,
+        }
+    }
+}
+
+async fn fetch_loop(shared: Arc<Shared>, q: QueueConfig, tracker: TaskTracker, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(q.concurrency));
+    let notify = shared.rt.hub.queue(&q.name);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let first = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = stop.cancelled() => return,
+        };
+        let mut permits = vec![first];
+        while permits.len() < q.fetch_batch {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+        let req = ClaimRequest {
+            queue: q.name.clone(),
+            limit: permits.len(),
+            owner: shared.id.to_string(),
+            lease_for: shared.config.lease,
+            now: shared.rt.clock.now(),
+        };
+        let jobs = match shared.rt.store.claim_available(req).await {
+            Ok(jobs) => {
+                backoff = Duration::from_millis(50);
+                jobs
+            }
+            Err(e) => {
+                tracing::warn!(worker = %shared.id, queue = %q.name, error = %e, "claim failed; retrying");
+                drop(permits);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {},
+                    _ = stop.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        permits.truncate(jobs.len());
+        if jobs.is_empty() {
+            tokio::select! {
+                _ = notify.notified() => {},
+                _ = shared.rt.store.wait_for_change(shared.config.poll_interval) => {},
+                _ = stop.cancelled() => return,
+            }
+            continue;
+        }
+        shared.counters.bump(0, jobs.len() as u64);
+        let mut started = Vec::with_capacity(jobs.len());
+        {
+            let mut inflight = shared.inflight();
+            for job in jobs {
+                let cancel = CancellationToken::new();
+                let reason = Arc::new(AtomicU8::new(STOP_NONE));
+                let token = job.lease.as_ref().map_or(0, |l| l.token);
+                inflight.insert(
+                    job.id,
+                    Inflight {
+                        token,
+                        cancel: cancel.clone(),
+                        reason: reason.clone(),
+                    },
+                );
+                started.push((job, cancel, reason));
+            }
+        }
+        for ((job, cancel, reason), permit) in started.into_iter().zip(permits) {
+            let shared = shared.clone();
+            tracker.spawn(async move {
+                run_job(&shared, job, cancel, reason).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn run_job(shared: &Arc<Shared>, job: Job, cancel: CancellationToken, reason: Arc<AtomicU8>) {
+    let token = job.lease.as_ref().map_or(0, |l| l.token);
+    let now = shared.rt.clock.now();
+    let executor = shared.executors.get(&job.kind);
+    let finish = if job.expires_at.is_some_and(|e| e <= now) {
+        Finish::Expire
+    } else {
+        let outcome = match executor {
+            None => Some(Outcome::Retryable {
+                error: format!(
+                    "no handler is registered for kind {:?} on worker {}",
+                    job.kind, shared.id
+                ),
+            }),
+            Some(executor) => execute(shared, &job, executor.as_ref(), token, cancel, &reason).await,
+        };
+        match outcome {
+            None => Finish::HandBack,
+            Some(outcome) => {
+                let policy = RetryPolicy::pick(
+                    job.retry.as_ref(),
+                    executor.and_then(|e| e.retry_policy()),
+                    shared.queue_retry.get(&job.queue),
+                    &shared.config.default_retry,
+                );
+                let attempt = Attempt {
+                    attempt: job.attempt,
+                    max_attempts: job.max_attempts,
+                    worker: Some(&shared.id),
+                };
+                let finished_at = shared.rt.clock.now();
+                let unit = if policy.jitter > 0.0 {
+                    rand::random::<f64>()
+                } else {
+                    0.5
+                };
+                lifecycle::resolve(attempt, outcome, policy, finished_at, unit)
+            }
+        }
+    };
+    match &finish {
+        Finish::Retry { error, .. } | Finish::Discard { error } => tracing::warn!(
+            job_id = %job.id, queue = %job.queue, kind = %job.kind, attempt = job.attempt,
+            tenant = job.tenant.as_deref().unwrap_or(""), error = %error.message,
+            discarded = matches!(finish, Finish::Discard { .. }), "job failed"
+        ),
+        _ => tracing::debug!(
+            job_id = %job.id, queue = %job.queue, kind = %job.kind, attempt = job.attempt,
+            tenant = job.tenant.as_deref().unwrap_or(""), state = %finish.target_state(), "job finished"
+        ),
+    }
+    let _ = shared.done_tx.send(Done {
+        id: job.id,
+        token,
+        finish,
+    });
+}
+
+/// Runs the attempt; `None` means it was cut off by shutdown and goes back.
+async fn execute(
+    shared: &Arc<Shared>,
+    job: &Job,
+    executor: &dyn Executor,
+    token: i64,
+    cancel: CancellationToken,
+    reason: &AtomicU8,
+) -> Option<Outcome> {
+    let ctx = JobContext::new(ContextParts {
+        id: job.id,
+        attempt: job.attempt,
+        max_attempts: job.max_attempts,
+        tenant: job.tenant.clone(),
+        queue: job.queue.clone(),
+        kind: job.kind.clone(),
+        created_at: job.created_at,
+        lease_token: token,
+        worker: shared.id.clone(),
+        store: shared.rt.store.clone(),
+        cancel,
+    });
+    let timeout = job.timeout.or_else(|| executor.timeout());
+    let run = AssertUnwindSafe(executor.execute(&ctx, &job.args)).catch_unwind();
+    let bounded = async {
+        match timeout {
+            Some(t) => tokio::time::timeout(t, run).await.ok(),
+            None => Some(run.await),
+        }
+    };
+    let outcome = tokio::select! {
+        biased;
+        r = bounded => match r {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(panic)) => Outcome::Retryable { error: format!("the handler panicked: {}", panic_message(&panic)) },
+            None => Outcome::TimedOut { after: timeout.unwrap_or_default() },
+        },
+        _ = shared.hard_stop.cancelled() => return None,
+    };
+    match reason.load(Ordering::Relaxed) {
+        STOP_OPERATOR if !matches!(outcome, Outcome::Completed { .. }) => Some(Outcome::Cancelled {
+            reason: "cancelled by an operator".into(),
+        }),
+        STOP_SHUTDOWN if !matches!(outcome, Outcome::Completed { .. }) => None,
+        _ => Some(outcome),
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}
+
+async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>, stop: CancellationToken) {
+    let max = shared.config.completion_batch.max(1);
+    let mut buf: Vec<Done> = Vec::with_capacity(max);
+    loop {
+        let first = tokio::select! {
+            biased;
+            d = rx.recv() => d,
+            _ = stop.cancelled() => None,
+        };
+        match first {
+            Some(d) => buf.push(d),
+            None => {
+                // Shutting down: every job task has ended, so what is queued is all there is.
+                while let Ok(d) = rx.try_recv() {
+                    buf.push(d);
+                }
+                while !buf.is_empty() {
+                    let n = buf.len().min(max);
+                    let chunk: Vec<Done> = buf.drain(..n).collect();
+                    flush(&shared, chunk, true).await;
+                }
+                return;
+            }
+        }
+        while buf.len() < max {
+            match rx.try_recv() {
+                Ok(d) => buf.push(d),
+                Err(_) => break,
+            }
+        }
+        flush(&shared, std::mem::take(&mut buf), false).await;
+    }
+}
+
+/// Writes a batch of completions, retrying while the store is unreachable
+/// (the jobs stay in flight, so their leases keep being extended).
+async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool) {
+    let items: Vec<Completion> = batch
+        .iter()
+        .map(|d| Completion {
+            id: d.id,
+            lease_token: d.token,
+            finish: d.finish.clone(),
+        })
+        .collect();
+    let mut delay = Duration::from_millis(100);
+    let mut tries = 0;
+    let results = loop {
+        match shared
+            .rt
+            .store
+            .complete_batch(items.clone(), shared.rt.clock.now())
+            .await
+        {
+            Ok(r) => break r,
+            Err(e) => {
+                tries += 1;
+                if closing && tries >= 20 {
+                    tracing::error!(worker = %shared.id, error = %e, jobs = items.len(),
+                        "giving up writing completions at shutdown; the jobs will be rescued and run again");
+                    return;
+                }
+                tracing::warn!(worker = %shared.id, error = %e, jobs = items.len(), "cannot write completions; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    let mut inflight = shared.inflight();
+    for (d, r) in batch.iter().zip(results) {
+        inflight.remove(&d.id);
+        match r {
+            CompletionResult::Done => shared.counters.bump(counter_index(&d.finish), 1),
+            CompletionResult::LeaseLost => {
+                shared.counters.bump(8, 1);
+                tracing::warn!(worker = %shared.id, job_id = %d.id, lease = d.token,
+                    "completion refused: the lease was lost (the job was rescued or cancelled)");
+            }
+        }
+    }
+}
+
+async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(shared.config.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {},
+            _ = stop.cancelled() => return,
+        }
+        let held: Vec<(JobId, i64)> = shared.inflight().iter().map(|(id, f)| (*id, f.token)).collect();
+        if held.is_empty() {
+            continue;
+        }
+        let until = errand_core::clock::add(shared.rt.clock.now(), shared.config.lease);
+        match shared.rt.store.extend_leases(&shared.id, &held, until).await {
+            Ok(report) => {
+                let inflight = shared.inflight();
+                for (ids, why) in [
+                    (&report.lost, STOP_LEASE_LOST),
+                    (&report.cancel_requested, STOP_OPERATOR),
+                ] {
+                    for id in ids {
+                        if let Some(f) = inflight.get(id) {
+                            let _ = f.reason.compare_exchange(
+                                STOP_NONE,
+                                why,
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            );
+                            f.cancel.cancel();
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(worker = %shared.id, error = %e, "heartbeat failed; retrying"),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Engine integration tests, on the SQLite store.
+
+mod command;
+mod harness;
+mod maintenance;
+mod worker;

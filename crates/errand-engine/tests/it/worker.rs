@@ -1,0 +1,319 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use errand_core::{JobState, NewJob, Scope};
+use errand_engine::{Handler, JobArgs, JobContext, JobError};
+
+use crate::harness::{env, fast_config, wait_for};
+
+#[derive(Serialize, Deserialize)]
+struct Add {
+    a: i64,
+    b: i64,
+}
+
+impl JobArgs for Add {
+    const KIND: &'static str = "math.add";
+}
+
+struct AddHandler;
+
+impl Handler<Add> for AddHandler {
+    async fn perform(&self, ctx: &JobContext, args: Add) -> Result<(), JobError> {
+        ctx.progress(50.0, Some("halfway".to_owned())).await?;
+        ctx.set_result(&serde_json::json!({ "sum": args.a + args.b }))?;
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Fail {
+    how: String,
+}
+
+impl JobArgs for Fail {
+    const KIND: &'static str = "fail";
+}
+
+struct FailHandler(Arc<AtomicUsize>);
+
+impl Handler<Fail> for FailHandler {
+    async fn perform(&self, ctx: &JobContext, args: Fail) -> Result<(), JobError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        match args.how.as_str() {
+            "retry" => Err(JobError::retryable("flaky")),
+            "permanent" => Err(JobError::permanent("bad input")),
+            "snooze" => Err(JobError::snooze(Duration::from_secs(3600))),
+            "panic" => panic!("boom"),
+            "sleep" => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            }
+            "wait-cancel" => {
+                ctx.cancelled().await;
+                Err(JobError::retryable("stopped"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn retry_policy(&self) -> Option<errand_core::RetryPolicy> {
+        Some(errand_core::RetryPolicy::fixed(Duration::from_secs(600)))
+    }
+}
+
+#[tokio::test]
+async fn typed_job_completes_with_its_result_and_progress() {
+    let env = env().await;
+    let worker = env
+        .errand
+        .worker()
+        .queue("default", 4)
+        .register(AddHandler)
+        .config(fast_config())
+        .build()
+        .unwrap();
+    let running = worker.start();
+    let ins = env
+        .errand
+        .client()
+        .enqueue_args(&Add { a: 2, b: 3 })
+        .await
+        .unwrap();
+    let job = wait_for(&env, ins.id, JobState::Completed).await;
+    assert_eq!(job.result.as_deref(), Some(r#"{"sum":5}"#));
+    assert_eq!(job.progress.unwrap().message.as_deref(), Some("halfway"));
+    assert_eq!(job.attempt, 1);
+    assert!(job.lease.is_none());
+    let report = running.shutdown().await;
+    assert!(report.graceful);
+}
+
+async fn run_fail(how: &str, max_attempts: i32) -> (errand_core::Job, usize) {
+    let env = env().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let worker = env
+        .errand
+        .worker()
+        .queue("default", 2)
+        .register(FailHandler(calls.clone()))
+        .config(fast_config())
+        .build()
+        .unwrap();
+    let running = worker.start();
+    let job = NewJob::from_args("fail", &Fail { how: how.into() })
+        .unwrap()
+        .max_attempts(max_attempts);
+    let id = env.errand.client().enqueue(job).await.unwrap().id;
+    let want = match how {
+        "retry" | "panic" if max_attempts > 1 => JobState::Retryable,
+        "retry" | "panic" | "permanent" => JobState::Discarded,
+        "snooze" => JobState::Scheduled,
+        _ => JobState::Completed,
+    };
+    let job = wait_for(&env, id, want).await;
+    running.shutdown().await;
+    (job, calls.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn retryable_error_waits_with_the_kinds_backoff_and_keeps_the_error() {
+    let (job, calls) = run_fail("retry", 3).await;
+    assert_eq!(calls, 1);
+    assert_eq!(job.errors.len(), 1);
+    assert_eq!(job.errors[0].message, "flaky");
+    assert_eq!(job.errors[0].attempt, 1);
+    let wait = job.run_at.duration_since(job.errors[0].at);
+    assert_eq!(wait.as_secs(), 600, "the kind's fixed 10-minute policy applies");
+}
+
+#[tokio::test]
+async fn last_attempt_failure_discards() {
+    let (job, _) = run_fail("retry", 1).await;
+    assert!(job.finished_at.is_some());
+    assert_eq!(job.errors.len(), 1);
+}
+
+#[tokio::test]
+async fn permanent_error_discards_at_once() {
+    let (job, calls) = run_fail("permanent", 25).await;
+    assert_eq!(calls, 1);
+    assert_eq!(job.errors[0].message, "bad input");
+}
+
+#[tokio::test]
+async fn panic_is_a_retryable_error() {
+    let (job, _) = run_fail("panic", 5).await;
+    assert!(
+        job.errors[0].message.contains("panicked: boom"),
+        "{:?}",
+        job.errors
+    );
+}
+
+#[tokio::test]
+async fn snooze_does_not_spend_an_attempt() {
+    let (job, _) = run_fail("snooze", 5).await;
+    assert_eq!(job.attempt, 0);
+    assert!(job.errors.is_empty());
+}
+
+#[tokio::test]
+async fn timeout_is_a_retryable_error() {
+    let env = env().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let running = env
+        .errand
+        .worker()
+        .queue("default", 2)
+        .register(FailHandler(calls))
+        .config(fast_config())
+        .build()
+        .unwrap()
+        .start();
+    let job = NewJob::from_args("fail", &Fail { how: "sleep".into() })
+        .unwrap()
+        .timeout(Duration::from_millis(50));
+    let id = env.errand.client().enqueue(job).await.unwrap().id;
+    let job = wait_for(&env, id, JobState::Retryable).await;
+    assert_eq!(job.errors[0].message, "timed out after 50ms");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn operator_cancel_stops_a_running_job() {
+    let env = env().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let running = env
+        .errand
+        .worker()
+        .queue("default", 2)
+        .register(FailHandler(calls.clone()))
+        .config(fast_config())
+        .build()
+        .unwrap()
+        .start();
+    let job = NewJob::from_args(
+        "fail",
+        &Fail {
+            how: "wait-cancel".into(),
+        },
+    )
+    .unwrap();
+    let id = env.errand.client().enqueue(job).await.unwrap().id;
+    wait_for(&env, id, JobState::Running).await;
+    let flagged = env.errand.client().cancel(id, &Scope::All).await.unwrap();
+    assert!(flagged.cancel_requested);
+    let job = wait_for(&env, id, JobState::Cancelled).await;
+    assert_eq!(job.errors.last().unwrap().message, "cancelled by an operator");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_hands_back_unfinished_jobs_without_spending_an_attempt() {
+    let env = env().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let running = env
+        .errand
+        .worker()
+        .queue("default", 2)
+        .register(FailHandler(calls))
+        .config(fast_config())
+        .build()
+        .unwrap()
+        .start();
+    let job = NewJob::from_args("fail", &Fail { how: "sleep".into() }).unwrap();
+    let id = env.errand.client().enqueue(job).await.unwrap().id;
+    wait_for(&env, id, JobState::Running).await;
+    let report = running.shutdown().await;
+    assert!(!report.graceful);
+    assert_eq!(report.handed_back, 1);
+    let job = env.errand.store().get_job(id, &Scope::All).await.unwrap();
+    assert_eq!(job.state, JobState::Available);
+    assert_eq!(job.attempt, 0);
+}
+
+#[tokio::test]
+async fn unknown_kind_is_retried_not_lost() {
+    let env = env().await;
+    let running = env
+        .errand
+        .worker()
+        .queue("default", 2)
+        .register(AddHandler)
+        .config(fast_config())
+        .build()
+        .unwrap()
+        .start();
+    let id = env
+        .errand
+        .client()
+        .enqueue(NewJob::new("nobody.handles.this", "{}"))
+        .await
+        .unwrap()
+        .id;
+    let job = wait_for(&env, id, JobState::Retryable).await;
+    assert!(job.errors[0].message.contains("no handler is registered"));
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn paused_queue_is_not_worked_until_resumed() {
+    let env = env().await;
+    let client = env.errand.client();
+    client.pause("default").await.unwrap();
+    let running = env
+        .errand
+        .worker()
+        .queue("default", 2)
+        .register(AddHandler)
+        .config(fast_config())
+        .build()
+        .unwrap()
+        .start();
+    let id = client.enqueue_args(&Add { a: 1, b: 1 }).await.unwrap().id;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        env.errand.store().get_job(id, &Scope::All).await.unwrap().state,
+        JobState::Available
+    );
+    client.resume("default").await.unwrap();
+    wait_for(&env, id, JobState::Completed).await;
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn many_jobs_each_complete_exactly_once() {
+    let env = env().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let running = env
+        .errand
+        .worker()
+        .queue("default", 50)
+        .register(FailHandler(calls.clone()))
+        .config(fast_config())
+        .build()
+        .unwrap()
+        .start();
+    let jobs: Vec<NewJob> = (0..2000)
+        .map(|_| NewJob::from_args("fail", &Fail { how: "ok".into() }).unwrap())
+        .collect();
+    env.errand.client().enqueue_many(jobs).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while running.stats().completed < 2000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck at {:?}",
+            running.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    running.shutdown().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2000);
+    let q = env.errand.client().queues().await.unwrap();
+    assert_eq!(q[0].completed_total, 2000);
+    assert_eq!(q[0].counts.get(&JobState::Completed), Some(&2000));
+}

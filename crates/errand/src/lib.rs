@@ -1,1 +1,152 @@
-//! The library facade.
+//! errand: durable background jobs and schedules.
+//!
+//! This crate is the facade for Rust applications: it re-exports the job
+//! model ([`core`]), the engine ([`Errand`], [`Client`], workers, handlers)
+//! and the stores, and opens a store from a URL with [`open_store`].
+//!
+//! ```no_run
+//! use errand::{Errand, Handler, JobArgs, JobContext, JobError};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Welcome { user_id: u64 }
+//!
+//! impl JobArgs for Welcome {
+//!     const KIND: &'static str = "email.welcome";
+//! }
+//!
+//! struct SendWelcome;
+//!
+//! impl Handler<Welcome> for SendWelcome {
+//!     async fn perform(&self, _ctx: &JobContext, args: Welcome) -> Result<(), JobError> {
+//!         println!("welcome, user {}", args.user_id);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let errand = Errand::new(errand::open_store("sqlite://errand.db").await?);
+//! errand.client().enqueue_args(&Welcome { user_id: 7 }).await?;
+//! let worker = errand.worker().queue("default", 10).register(SendWelcome).build()?.start();
+//! // … later, on shutdown:
+//! worker.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+pub use errand_core as core;
+pub use errand_core::{JobId, JobState, NewJob, RetryPolicy, Store, StoreError};
+pub use errand_engine::executor::command::CommandExecutor;
+pub use errand_engine::{
+    Client, EnqueueError, Errand, Executor, Handler, JobArgs, JobContext, JobError, Maintenance,
+    MaintenanceConfig, QueueConfig, RunningWorker, Worker, WorkerConfig,
+};
+pub use errand_postgres::{PostgresConfig, PostgresStore};
+pub use errand_sqlite::{Durability, SqliteConfig, SqliteStore};
+
+/// Where the store lives, parsed from a database URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// An SQLite file: `sqlite://PATH`, `sqlite:PATH`, or a bare path.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL server: `postgres://…` or `postgresql://…`.
+    Postgres(String),
+}
+
+impl StoreUrl {
+    /// Parses a database URL; the error says which forms are accepted.
+    pub fn parse(url: &str) -> Result<StoreUrl, StoreError> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(StoreError::Connect("the database URL is empty".into()));
+        }
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if rest.is_empty() {
+                return Err(StoreError::Connect(format!(
+                    "{url:?} names no file: use sqlite://PATH"
+                )));
+            }
+            return Ok(StoreUrl::Sqlite(rest.into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(url.to_owned()));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(StoreError::Connect(format!(
+                "unsupported database URL scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST/DB"
+            )));
+        }
+        Ok(StoreUrl::Sqlite(url.into()))
+    }
+}
+
+/// Backend settings that do not fit in a URL.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// SQLite commit durability.
+    pub durability: Durability,
+    /// The PostgreSQL schema holding errand's tables (default `errand`).
+    pub postgres_schema: Option<String>,
+}
+
+/// Opens (and migrates) the store a URL names, with default settings.
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_store_with(url, &StoreOptions::default()).await
+}
+
+/// Opens (and migrates) the store a URL names.
+pub async fn open_store_with(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+    match StoreUrl::parse(url)? {
+        StoreUrl::Sqlite(path) => {
+            let store = SqliteStore::open(SqliteConfig::new(path).durability(options.durability)).await?;
+            Ok(Arc::new(store))
+        }
+        StoreUrl::Postgres(url) => {
+            let mut config = PostgresConfig::from_url(url);
+            if let Some(schema) = &options.postgres_schema {
+                config = config.schema(schema.clone());
+            }
+            Ok(Arc::new(PostgresStore::open(config).await?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            StoreUrl::parse("sqlite://a.db").unwrap(),
+            StoreUrl::Sqlite("a.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite:///var/x.db").unwrap(),
+            StoreUrl::Sqlite("/var/x.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite:a.db").unwrap(),
+            StoreUrl::Sqlite("a.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("./errand.db").unwrap(),
+            StoreUrl::Sqlite("./errand.db".into())
+        );
+        assert!(matches!(
+            StoreUrl::parse("postgres://u@h/db").unwrap(),
+            StoreUrl::Postgres(_)
+        ));
+        assert!(
+            StoreUrl::parse("mysql://x")
+                .unwrap_err()
+                .to_string()
+                .contains("unsupported")
+        );
+        assert!(StoreUrl::parse("sqlite://").is_err());
+        assert!(StoreUrl::parse(" ").is_err());
+    }
+}

@@ -1,34 +1,124 @@
 //! The `errand` binary.
 
-use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use errand::Errand;
+use errand_core::StoreError;
+use errand_core::validate::ValidationError;
 
 mod cli;
 
-/// errand: durable background jobs and schedules.
-#[derive(Debug, Parser)]
-#[command(name = "errand", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+use cli::config::{Config, LogFormat};
+use cli::{Cli, Command};
+
+/// Exit codes: 0 success; 1 failure (store unreachable, I/O…); 2 invalid
+/// input (bad argument, bad config, validation error); 3 the job is not
+/// found or not in a state that allows the action.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.downcast_ref::<ValidationError>().is_some() {
+            return 2;
+        }
+        if let Some(s) = cause.downcast_ref::<StoreError>() {
+            return match s {
+                StoreError::NotFound(_) | StoreError::InvalidState { .. } => 3,
+                _ => 1,
+            };
+        }
+        if let Some(errand_engine::EnqueueError::Invalid(_)) =
+            cause.downcast_ref::<errand_engine::EnqueueError>()
+        {
+            return 2;
+        }
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return 2;
+        }
+    }
+    1
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Schedules: next fire times, translation to cron, crontab management.
-    #[command(subcommand)]
-    Schedule(cli::schedule::ScheduleCmd),
+/// A configuration error (exit code 2).
+#[derive(Debug)]
+struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
-fn main() {
+impl std::error::Error for ConfigError {}
+
+fn init_logs(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("ERRAND_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let code = match cli.command {
-        Command::Schedule(cmd) => match cli::schedule::run(cmd) {
-            Ok(code) => code,
+    if let Command::Schedule(cmd) = cli.command {
+        return match cli::schedule::run(cmd) {
+            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => {
                 eprintln!("error: {e:#}");
-                2
+                ExitCode::from(2)
             }
-        },
-    };
-    std::process::exit(code);
+        };
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut overrides = cli.global.overrides();
+    if let Command::Serve(a) | Command::Work(a) = &cli.command {
+        overrides.queues = a.queues.clone();
+        overrides.shutdown_grace = a.shutdown_grace.clone();
+    }
+    let config = Config::load(&overrides).map_err(|e| ConfigError(format!("{e:#}")))?;
+    let long_running = matches!(cli.command, Command::Serve(_) | Command::Work(_));
+    init_logs(config.log_format, if long_running { "info" } else { "warn" });
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        if let Command::Bench(a) = &cli.command {
+            return cli::bench::run(a, &config, cli.global.json).await;
+        }
+        let store = errand::open_store_with(&config.database, &config.store).await?;
+        let errand = Errand::new(store);
+        let as_json = cli.global.json;
+        match &cli.command {
+            Command::Serve(_) => cli::run::run(errand, &config, "serve").await,
+            Command::Work(_) => cli::run::run(errand, &config, "work").await,
+            Command::Migrate => {
+                if as_json {
+                    cli::output::json(
+                        &serde_json::json!({ "migrated": true, "backend": errand.store().backend() }),
+                    )
+                } else {
+                    println!("schema is up to date ({})", errand.store().backend());
+                    Ok(())
+                }
+            }
+            Command::Enqueue(a) => cli::jobs::enqueue(&errand, a, as_json).await,
+            Command::Jobs(cmd) => cli::jobs::jobs(&errand, cmd, as_json).await,
+            Command::Queues(cmd) => cli::jobs::queues(&errand, cmd, as_json).await,
+            Command::Bench(_) | Command::Schedule(_) => unreachable!("handled above"),
+        }
+    })
 }

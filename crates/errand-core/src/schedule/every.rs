@@ -261,7 +261,7 @@ fn comma_separated_timing(frequency: u64, max: u64, start: u64) -> String {
         return frequency.to_string();
     }
     let mut first = start;
-    if (max + 1) % frequency != 0 && start == 0 {
+    if !(max + 1).is_multiple_of(frequency) && start == 0 {
         first += frequency;
     }
     let mut occurrences = (max as f64 / frequency as f64).round() as usize;

@@ -307,10 +307,10 @@ fn crontab_cmd(args: CrontabArgs) -> anyhow::Result<i32> {
             Err(e) => return io_failure(e),
         };
         let new = crontab::clear(&current, &identifier)?;
-        if new != current {
-            if let Err(e) = write_crontab(user, &new) {
-                return io_failure(e);
-            }
+        if new != current
+            && let Err(e) = write_crontab(user, &new)
+        {
+            return io_failure(e);
         }
         eprintln!("[clear] crontab block {identifier:?} removed");
         return Ok(0);

@@ -229,7 +229,7 @@ pub async fn list_jobs_pagination_visits_every_job_once_newest_first(store: Arc<
     let want: Vec<JobId> = newest_first
         .iter()
         .copied()
-        .filter(|id| (id_index(&ids, *id) % 3) == 0)
+        .filter(|id| id_index(&ids, *id).is_multiple_of(3))
         .collect();
     assert_eq!(want.len(), 8);
     let p1 = ok("list_jobs", s.list_jobs(&acme).await);

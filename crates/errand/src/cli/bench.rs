@@ -1,0 +1,439 @@
+//! `errand bench`: enqueue (single and bulk), processing throughput, and
+//! enqueue-to-start latency of no-op jobs, on a scratch store.
+//!
+//! Phases, each on its own queue so they do not disturb each other:
+//! 1. single enqueue: `--producers` tasks each enqueue one job at a time;
+//! 2. bulk enqueue: `--jobs` jobs in batches of 1000;
+//! 3. processing: a worker with `--concurrency` slots works the bulk jobs;
+//! 4. latency: jobs enqueued one by one, 2 ms apart, onto the idle queue;
+//! 5. with `--finished M`: M finished jobs are added and phase 3 is repeated,
+//!    to show claiming does not slow down as history grows;
+//! 6. with `--baseline`: raw SQLite inserts (rusqlite, one row per commit and
+//!    1000 rows per commit; Python's sqlite3 module at 1000 rows per commit
+//!    when python3 is present), measured in the same run for ratios.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Map, Value, json};
+
+use errand::{Errand, Executor, JobContext, NewJob, QueueConfig, WorkerConfig};
+use errand_core::Outcome;
+
+use super::config::Config;
+
+/// `errand bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// The store to measure: sqlite (a scratch file) or postgres (a scratch schema; needs --database).
+    #[arg(long, default_value = "sqlite")]
+    backend: String,
+    /// Jobs per phase.
+    #[arg(long, default_value_t = 100_000)]
+    jobs: usize,
+    /// Worker slots for the processing phase.
+    #[arg(long, default_value_t = 1000)]
+    concurrency: usize,
+    /// Concurrent producers for the single-enqueue phase.
+    #[arg(long, default_value_t = 10)]
+    producers: usize,
+    /// Latency samples.
+    #[arg(long, default_value_t = 200)]
+    latency_samples: usize,
+    /// Add this many finished jobs, then measure processing again.
+    #[arg(long)]
+    finished: Option<usize>,
+    /// Also measure raw SQLite insert rates in the same run.
+    #[arg(long)]
+    baseline: bool,
+    /// Where the scratch database goes (default: the system temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// A no-op job that can record its enqueue-to-start latency.
+struct Noop {
+    record: AtomicBool,
+    latencies: Mutex<Vec<f64>>,
+}
+
+#[async_trait]
+impl Executor for Noop {
+    async fn execute(&self, ctx: &JobContext, _args: &str) -> Outcome {
+        if self.record.load(Ordering::Relaxed) {
+            let waited = jiff::Timestamp::now().duration_since(ctx.created_at());
+            self.latencies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(waited.as_secs_f64() * 1000.0);
+        }
+        Outcome::Completed { result: None }
+    }
+}
+
+/// Delegates to a shared `Noop`, so the bench keeps a handle on it.
+struct Shared(Arc<Noop>);
+
+#[async_trait]
+impl Executor for Shared {
+    async fn execute(&self, ctx: &JobContext, args: &str) -> Outcome {
+        self.0.execute(ctx, args).await
+    }
+}
+
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        Progress {
+            bar: enabled.then(|| {
+                let bar = ProgressBar::new(0);
+                bar.set_style(
+                    ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} ({per_sec})")
+                        .expect("a valid template")
+                        .progress_chars("=> "),
+                );
+                bar
+            }),
+        }
+    }
+    fn phase(&self, name: &str, len: usize) {
+        if let Some(b) = &self.bar {
+            b.reset();
+            b.set_length(len as u64);
+            b.set_position(0);
+            b.set_message(name.to_owned());
+        }
+    }
+    fn set(&self, pos: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(pos);
+        }
+    }
+    fn done(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(round(kb / 1024.0))
+}
+
+pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow::Result<()> {
+    if a.jobs == 0 || a.concurrency == 0 || a.producers == 0 {
+        bail!("jobs, concurrency and producers must each be at least 1");
+    }
+    let dir = match &a.dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .context("cannot create a scratch directory")?;
+    let mut pg_schema: Option<(errand::PostgresStore, String)> = None;
+    let store: Arc<dyn errand::Store> = match a.backend.as_str() {
+        "sqlite" => {
+            let cfg =
+                errand::SqliteConfig::new(dir.path().join("bench.db")).durability(config.store.durability);
+            Arc::new(errand::SqliteStore::open(cfg).await?)
+        }
+        "postgres" => {
+            let url = match errand::StoreUrl::parse(&config.database)? {
+                errand::StoreUrl::Postgres(url) => url,
+                errand::StoreUrl::Sqlite(_) => {
+                    bail!("backend postgres: give the server with --database postgres://USER@HOST/DB")
+                }
+            };
+            let schema = format!(
+                "errand_bench_{}_{}",
+                std::process::id(),
+                jiff::Timestamp::now().as_second()
+            );
+            let store =
+                errand::PostgresStore::open(errand::PostgresConfig::from_url(url).schema(schema.clone()))
+                    .await?;
+            pg_schema = Some((store.clone(), schema));
+            Arc::new(store)
+        }
+        other => bail!("backend: {other:?} is not a backend; use sqlite or postgres"),
+    };
+    let errand = Errand::new(store);
+    let client = errand.client();
+    let progress = Progress::new(!as_json && std::io::stderr().is_terminal());
+    let mut out = Map::new();
+    out.insert("backend".into(), json!(a.backend));
+    out.insert("jobs".into(), json!(a.jobs));
+    out.insert("concurrency".into(), json!(a.concurrency));
+    out.insert("producers".into(), json!(a.producers));
+    if a.backend == "sqlite" {
+        out.insert(
+            "durability".into(),
+            json!(format!("{:?}", config.store.durability).to_lowercase()),
+        );
+    }
+
+    // 1. Single enqueue, concurrent producers.
+    progress.phase("enqueue (single)", a.jobs);
+    let started = Instant::now();
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for p in 0..a.producers {
+        let client = client.clone();
+        let done = done.clone();
+        let n = a.jobs / a.producers + usize::from(p < a.jobs % a.producers);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..n {
+                client
+                    .enqueue(NewJob::new("noop", format!("{{\"n\":{i}}}")).queue("bench_single"))
+                    .await?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    while !tasks.iter().all(|t| t.is_finished()) {
+        progress.set(done.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let single = a.jobs as f64 / started.elapsed().as_secs_f64();
+    out.insert("enqueue_single_per_sec".into(), json!(round(single)));
+
+    // 2. Bulk enqueue, 1000 per batch.
+    let bulk = enqueue_bulk(&client, a.jobs, "bench", &progress, "enqueue (bulk)").await?;
+    out.insert("enqueue_bulk_per_sec".into(), json!(round(bulk)));
+
+    // 3. Processing.
+    let noop = Arc::new(Noop {
+        record: AtomicBool::new(false),
+        latencies: Mutex::new(Vec::new()),
+    });
+    let mut queue = QueueConfig::new("bench", a.concurrency);
+    queue.fetch_batch = a.concurrency.min(1000);
+    let worker = errand
+        .worker()
+        .config(WorkerConfig {
+            poll_interval: Duration::from_secs(5),
+            ..WorkerConfig::default()
+        })
+        .queue_config(queue)
+        .executor("noop", Shared(noop.clone()))
+        .build()?
+        .start();
+    let processed = wait_processed(&worker, a.jobs as u64, &progress, "process").await?;
+    out.insert("processed_per_sec".into(), json!(round(processed)));
+
+    // 4. Latency on the idle queue.
+    progress.phase("latency", a.latency_samples);
+    noop.record.store(true, Ordering::Relaxed);
+    let before = worker.stats().completed;
+    for i in 0..a.latency_samples {
+        client.enqueue(NewJob::new("noop", "{}").queue("bench")).await?;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        progress.set(i as u64 + 1);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while worker.stats().completed < before + a.latency_samples as u64 {
+        if Instant::now() > deadline {
+            bail!("latency jobs did not finish within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    noop.record.store(false, Ordering::Relaxed);
+    let mut lat = std::mem::take(&mut *noop.latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    lat.sort_by(f64::total_cmp);
+    out.insert("latency_p50_ms".into(), json!(round(percentile(&lat, 50.0))));
+    out.insert("latency_p99_ms".into(), json!(round(percentile(&lat, 99.0))));
+
+    // 5. Processing again with finished history in the table.
+    if let Some(m) = a.finished {
+        let completed = worker.stats().completed;
+        enqueue_bulk(&client, m, "bench", &progress, "history (enqueue)").await?;
+        wait_processed_from(&worker, completed, m as u64, &progress, "history (work)").await?;
+        noop.record.store(false, Ordering::Relaxed);
+        enqueue_bulk(&client, a.jobs, "bench", &progress, "enqueue (bulk, again)").await?;
+        let completed = worker.stats().completed;
+        let again =
+            wait_processed_from(&worker, completed, a.jobs as u64, &progress, "process (history)").await?;
+        out.insert("finished_rows".into(), json!(m + a.jobs));
+        out.insert("processed_per_sec_with_finished".into(), json!(round(again)));
+        out.insert("finished_vs_empty".into(), json!(round(again / processed)));
+    }
+    worker.shutdown().await;
+
+    // 6. Baselines in the same run.
+    if a.baseline && a.backend == "sqlite" {
+        progress.phase("baseline", 3);
+        let d = config.store.durability;
+        let path = dir.path().to_path_buf();
+        let (raw1, raw1000) = tokio::task::spawn_blocking(move || {
+            Ok::<_, errand::StoreError>((
+                errand_sqlite::baseline::insert_rate(&path, d, 1, 3.0)?,
+                errand_sqlite::baseline::insert_rate(&path, d, 1000, 3.0)?,
+            ))
+        })
+        .await??;
+        out.insert("raw_single_commit_per_sec".into(), json!(round(raw1)));
+        out.insert("raw_insert_1000_per_txn_per_sec".into(), json!(round(raw1000)));
+        out.insert(
+            "enqueue_single_vs_raw_single_commit".into(),
+            json!(round(single / raw1)),
+        );
+        out.insert(
+            "enqueue_bulk_vs_raw_1000_per_txn".into(),
+            json!(round(bulk / raw1000)),
+        );
+        if let Some(py) = python_batch_rate(dir.path(), d).await {
+            out.insert("python_sqlite3_1000_per_txn_per_sec".into(), json!(round(py)));
+            out.insert("enqueue_bulk_vs_python_sqlite3".into(), json!(round(bulk / py)));
+        }
+    }
+    progress.done();
+    if let Some((store, schema)) = pg_schema {
+        // The scratch schema goes away with the run.
+        let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        if let Err(e) = errand_postgres::sqlx::query(&sql).execute(store.pool()).await {
+            tracing::warn!(error = %e, schema, "cannot drop the bench schema");
+        }
+        store.close().await;
+    }
+    if let Some(rss) = peak_rss_mib() {
+        out.insert("peak_rss_mib".into(), json!(rss));
+    }
+    if as_json {
+        println!("{}", Value::Object(out));
+    } else {
+        for (k, v) in &out {
+            println!("{k:<40}{v}");
+        }
+    }
+    Ok(())
+}
+
+async fn enqueue_bulk(
+    client: &errand::Client,
+    n: usize,
+    queue: &str,
+    progress: &Progress,
+    name: &str,
+) -> anyhow::Result<f64> {
+    progress.phase(name, n);
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < n {
+        let k = (n - sent).min(1000);
+        let batch: Vec<NewJob> = (sent..sent + k)
+            .map(|i| NewJob::new("noop", format!("{{\"n\":{i}}}")).queue(queue))
+            .collect();
+        client.enqueue_many(batch).await?;
+        sent += k;
+        progress.set(sent as u64);
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn wait_processed(
+    w: &errand::RunningWorker,
+    n: u64,
+    progress: &Progress,
+    name: &str,
+) -> anyhow::Result<f64> {
+    wait_processed_from(w, 0, n, progress, name).await
+}
+
+/// Waits until `n` more jobs than `from` completed; returns jobs per second
+/// from the first completion to the last.
+async fn wait_processed_from(
+    w: &errand::RunningWorker,
+    from: u64,
+    n: u64,
+    progress: &Progress,
+    name: &str,
+) -> anyhow::Result<f64> {
+    progress.phase(name, n as usize);
+    let started = Instant::now();
+    let mut first: Option<Instant> = None;
+    let mut last_progress = Instant::now();
+    let mut last_count = from;
+    loop {
+        let c = w.stats().completed;
+        if c > from && first.is_none() {
+            first = Some(Instant::now());
+        }
+        progress.set(c.saturating_sub(from));
+        if c >= from + n {
+            break;
+        }
+        if c != last_count {
+            last_count = c;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > Duration::from_secs(60) {
+            bail!("processing stalled at {} of {n} jobs", c - from);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let from_first = first.unwrap_or(started).elapsed().as_secs_f64().max(1e-9);
+    Ok(n as f64 / from_first)
+}
+
+/// Python's sqlite3 module inserting 1000 rows per transaction for 3 s,
+/// the way the peers' anchor measured it; `None` without python3.
+async fn python_batch_rate(dir: &std::path::Path, d: errand::Durability) -> Option<f64> {
+    let sync = match d {
+        errand::Durability::Normal => "NORMAL",
+        errand::Durability::Full => "FULL",
+    };
+    let script = format!(
+        r#"
+import json, os, sqlite3, time
+p = os.path.join({dir:?}, "python.db")
+db = sqlite3.connect(p, isolation_level=None)
+db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous={sync}")
+db.execute("CREATE TABLE q(id INTEGER PRIMARY KEY, state TEXT NOT NULL DEFAULT 'ready', payload TEXT NOT NULL, created_at REAL NOT NULL)")
+n = 0; t0 = time.perf_counter()
+while time.perf_counter() - t0 < 3.0:
+    db.execute("BEGIN")
+    for _ in range(1000):
+        db.execute("INSERT INTO q(payload, created_at) VALUES (?, ?)", (json.dumps({{"n": n}}), time.time())); n += 1
+    db.execute("COMMIT")
+print(n / (time.perf_counter() - t0))
+"#,
+        dir = dir.display().to_string()
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .await
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}

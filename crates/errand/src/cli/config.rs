@@ -1,0 +1,339 @@
+//! Configuration in two stages: raw settings from the file, the environment
+//! and the flags are merged (flags win, then the environment, then the
+//! file), then validated once into a [`Config`] the rest of the program trusts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use errand::{Durability, MaintenanceConfig, QueueConfig, WorkerConfig};
+use errand_engine::QueueRetention;
+
+/// The default database when nothing names one.
+pub(crate) const DEFAULT_DATABASE: &str = "sqlite://errand.db";
+/// The config file read when present and no other is named.
+pub(crate) const DEFAULT_FILE: &str = "errand.toml";
+
+/// The file's shape. Unknown keys are errors, so typos do not pass silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    database: Option<String>,
+    durability: Option<String>,
+    postgres_schema: Option<String>,
+    log_format: Option<String>,
+    #[serde(default)]
+    worker: RawWorker,
+    #[serde(default)]
+    maintenance: RawMaintenance,
+    /// Per-queue settings: `[queue.NAME]`.
+    #[serde(default)]
+    queue: BTreeMap<String, RawQueue>,
+    /// Schedules are read by the scheduler (`errand schedule check`).
+    #[serde(default, rename = "schedule")]
+    _schedule: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorker {
+    /// `{ default = 10, mailers = 5 }`: queue name → concurrency.
+    queues: Option<BTreeMap<String, usize>>,
+    lease: Option<String>,
+    heartbeat: Option<String>,
+    poll_interval: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaintenance {
+    interval: Option<String>,
+    retention: Option<String>,
+    prune_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    concurrency: Option<usize>,
+    fetch_batch: Option<usize>,
+    retention: Option<String>,
+}
+
+/// Settings given on the command line or in the environment (already merged by clap).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Overrides {
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) database: Option<String>,
+    pub(crate) durability: Option<String>,
+    pub(crate) postgres_schema: Option<String>,
+    pub(crate) log_format: Option<String>,
+    pub(crate) queues: Option<String>,
+    pub(crate) shutdown_grace: Option<String>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) database: String,
+    pub(crate) store: errand::StoreOptions,
+    pub(crate) log_format: LogFormat,
+    pub(crate) queues: Vec<QueueConfig>,
+    pub(crate) worker: WorkerConfig,
+    pub(crate) maintenance: MaintenanceConfig,
+    /// The file it came from, if any.
+    pub(crate) file: Option<PathBuf>,
+}
+
+fn duration(field: &str, v: &Option<String>) -> anyhow::Result<Option<Duration>> {
+    v.as_deref()
+        .map(|s| {
+            parse_duration(s).with_context(|| format!("{field}: {s:?} is not a duration (like 30s, 5m, 2h)"))
+        })
+        .transpose()
+}
+
+/// Parses `30s`, `5m`, `1h30m`, `2d`.
+pub(crate) fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    Ok(humantime::parse_duration(s.trim())?)
+}
+
+/// Parses `default=10,mailers=5` (a bare name gets `default_concurrency`).
+pub(crate) fn parse_queue_list(
+    s: &str,
+    default_concurrency: usize,
+) -> anyhow::Result<BTreeMap<String, usize>> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, n) = match part.split_once(['=', ':']) {
+            Some((name, n)) => {
+                let n: usize = n.trim().parse().with_context(|| {
+                    format!("queues: {part:?}: concurrency must be a whole number of at least 1")
+                })?;
+                (name.trim(), n)
+            }
+            None => (part, default_concurrency),
+        };
+        out.insert(name.to_owned(), n);
+    }
+    if out.is_empty() {
+        bail!("queues: {s:?} names no queue; use NAME=CONCURRENCY[,NAME=CONCURRENCY…]");
+    }
+    Ok(out)
+}
+
+impl Config {
+    /// Reads the file (if any), applies the overrides and validates the result.
+    pub(crate) fn load(o: &Overrides) -> anyhow::Result<Config> {
+        let (raw, file) = match &o.config {
+            Some(p) => (read_file(p)?, Some(p.clone())),
+            None if Path::new(DEFAULT_FILE).is_file() => (
+                read_file(Path::new(DEFAULT_FILE))?,
+                Some(PathBuf::from(DEFAULT_FILE)),
+            ),
+            None => (RawFile::default(), None),
+        };
+        Config::build(raw, o, file)
+    }
+
+    fn build(raw: RawFile, o: &Overrides, file: Option<PathBuf>) -> anyhow::Result<Config> {
+        let database = o
+            .database
+            .clone()
+            .or(raw.database)
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+        errand::StoreUrl::parse(&database).map_err(|e| anyhow::anyhow!("database: {e}"))?;
+        let durability = match o.durability.as_ref().or(raw.durability.as_ref()) {
+            Some(d) => d
+                .parse::<Durability>()
+                .map_err(|e| anyhow::anyhow!("durability: {e}"))?,
+            None => Durability::Normal,
+        };
+        let postgres_schema = o.postgres_schema.clone().or(raw.postgres_schema);
+        let log_format = match o.log_format.as_deref().or(raw.log_format.as_deref()) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("log_format: {other:?} is not a log format; use text or json"),
+        };
+        let mut worker = WorkerConfig::default();
+        if let Some(d) = duration("worker.lease", &raw.worker.lease)? {
+            worker.lease = d;
+        }
+        if let Some(d) = duration("worker.heartbeat", &raw.worker.heartbeat)? {
+            worker.heartbeat = d;
+        } else {
+            worker.heartbeat = worker.lease / 3;
+        }
+        if let Some(d) = duration("worker.poll_interval", &raw.worker.poll_interval)? {
+            worker.poll_interval = d;
+        }
+        let grace = o.shutdown_grace.clone().or(raw.worker.shutdown_grace);
+        if let Some(d) = duration("shutdown_grace", &grace)? {
+            worker.shutdown_grace = d;
+        }
+        if worker.heartbeat >= worker.lease {
+            bail!("worker.heartbeat: must be shorter than worker.lease");
+        }
+        let mut names: BTreeMap<String, usize> = match &o.queues {
+            Some(list) => parse_queue_list(list, 10)?,
+            None => raw
+                .worker
+                .queues
+                .clone()
+                .unwrap_or_else(|| BTreeMap::from([("default".to_owned(), 10)])),
+        };
+        if o.queues.is_none() {
+            for (name, q) in &raw.queue {
+                if let Some(c) = q.concurrency {
+                    names.insert(name.clone(), c);
+                }
+            }
+        }
+        let mut queues = Vec::new();
+        for (name, concurrency) in names {
+            errand_core::validate::queue_name("queues", &name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if concurrency == 0 {
+                bail!("queues: {name}: concurrency must be at least 1");
+            }
+            let mut q = QueueConfig::new(name.clone(), concurrency);
+            if let Some(b) = raw.queue.get(&name).and_then(|q| q.fetch_batch) {
+                if b == 0 {
+                    bail!("queue.{name}.fetch_batch: must be at least 1");
+                }
+                q.fetch_batch = b;
+            }
+            queues.push(q);
+        }
+        let mut maintenance = MaintenanceConfig::default();
+        if let Some(d) = duration("maintenance.interval", &raw.maintenance.interval)? {
+            maintenance.interval = d;
+        }
+        if let Some(d) = duration("maintenance.retention", &raw.maintenance.retention)? {
+            maintenance.retention = d;
+        }
+        if let Some(d) = duration("maintenance.prune_interval", &raw.maintenance.prune_interval)? {
+            maintenance.prune_interval = d;
+        }
+        for (name, q) in &raw.queue {
+            errand_core::validate::queue_name("queue", name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(keep) = duration(&format!("queue.{name}.retention"), &q.retention)? {
+                maintenance.queue_retention.push(QueueRetention {
+                    queue: name.clone(),
+                    keep,
+                });
+            }
+        }
+        Ok(Config {
+            database,
+            store: errand::StoreOptions {
+                durability,
+                postgres_schema,
+            },
+            log_format,
+            queues,
+            worker,
+            maintenance,
+            file,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<RawFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(toml_text: &str, o: Overrides) -> anyhow::Result<Config> {
+        Config::build(toml::from_str(toml_text)?, &o, None)
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = build("", Overrides::default()).unwrap();
+        assert_eq!(c.database, DEFAULT_DATABASE);
+        assert_eq!(c.queues.len(), 1);
+        assert_eq!(
+            (c.queues[0].name.as_str(), c.queues[0].concurrency),
+            ("default", 10)
+        );
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let file = "database = \"sqlite://file.db\"\n[worker]\nqueues = { a = 2 }\n";
+        let c = build(file, Overrides::default()).unwrap();
+        assert_eq!(c.database, "sqlite://file.db");
+        assert_eq!(c.queues[0].name, "a");
+        let o = Overrides {
+            database: Some("sqlite://flag.db".into()),
+            queues: Some("b=3,c".into()),
+            ..Default::default()
+        };
+        let c = build(file, o).unwrap();
+        assert_eq!(c.database, "sqlite://flag.db");
+        let qs: Vec<_> = c
+            .queues
+            .iter()
+            .map(|q| (q.name.as_str(), q.concurrency))
+            .collect();
+        assert_eq!(qs, vec![("b", 3), ("c", 10)]);
+    }
+
+    #[test]
+    fn per_queue_sections() {
+        let c = build(
+            "[queue.mail]\nconcurrency = 4\nretention = \"7d\"\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.queues.iter().any(|q| q.name == "mail" && q.concurrency == 4));
+        assert_eq!(
+            c.maintenance.queue_retention[0].keep,
+            Duration::from_secs(7 * 86_400)
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        for (file, field) in [
+            ("durability = \"fast\"", "durability"),
+            ("log_format = \"xml\"", "log_format"),
+            ("[worker]\nlease = \"soon\"", "worker.lease"),
+            ("[worker]\nqueues = { \"bad name\" = 1 }", "queues"),
+            ("[worker]\nqueues = { a = 0 }", "queues"),
+            ("database = \"ftp://x\"", "database"),
+        ] {
+            let err = build(file, Overrides::default()).unwrap_err().to_string();
+            assert!(err.starts_with(field), "{file}: {err}");
+        }
+        assert!(
+            toml::from_str::<RawFile>("typo = 1").is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn schedules_in_the_same_file_are_allowed() {
+        build(
+            "[[schedule]]\nname = \"x\"\ncron = \"* * * * *\"\n",
+            Overrides::default(),
+        )
+        .unwrap();
+    }
+}

@@ -1,0 +1,384 @@
+//! `errand enqueue`, `errand jobs …`, `errand queues …`.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use jiff::Timestamp;
+use serde_json::json;
+
+use errand::{Errand, JobId, JobState, NewJob};
+use errand_core::store::{JobFilter, Scope};
+use errand_core::validate::ValidationError;
+
+use super::config::parse_duration;
+use super::output::{self, Table, opt_time, time};
+
+/// `errand enqueue KIND`.
+#[derive(Debug, Args)]
+pub(crate) struct EnqueueArgs {
+    /// The job kind (selects the handler; `command` runs a program).
+    pub(crate) kind: String,
+    /// Arguments as JSON.
+    #[arg(long, default_value = "{}")]
+    pub(crate) args: String,
+    /// The queue.
+    #[arg(long)]
+    pub(crate) queue: Option<String>,
+    /// Priority: 0 (most urgent) to 1000; default 100.
+    #[arg(long, allow_negative_numbers = true)]
+    pub(crate) priority: Option<i32>,
+    /// Run after this delay (30s, 5m, 2h).
+    #[arg(long = "in", value_name = "DURATION", conflicts_with = "at")]
+    pub(crate) delay: Option<String>,
+    /// Run at this time (RFC 3339, e.g. 2026-12-01T09:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) at: Option<String>,
+    /// Deduplicate: no second job with this key while one is unfinished.
+    #[arg(long)]
+    pub(crate) unique_key: Option<String>,
+    /// With --unique-key: deduplicate for this long after the first enqueue instead.
+    #[arg(long, requires = "unique_key", value_name = "DURATION")]
+    pub(crate) unique_for: Option<String>,
+    /// Never start the job later than this after now (10m, 1h).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) expires_in: Option<String>,
+    /// Attempts allowed (default 25).
+    #[arg(long, allow_negative_numbers = true)]
+    pub(crate) max_attempts: Option<i32>,
+    /// The tenant the job belongs to.
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// The longest one attempt may run (30s, 5m).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) timeout: Option<String>,
+    /// A tag (repeatable).
+    #[arg(long = "tag")]
+    pub(crate) tags: Vec<String>,
+}
+
+fn invalid(field: &'static str, code: &'static str, message: String) -> anyhow::Error {
+    ValidationError {
+        field,
+        code,
+        message,
+        index: None,
+    }
+    .into()
+}
+
+fn duration_arg(field: &'static str, v: &Option<String>) -> anyhow::Result<Option<Duration>> {
+    v.as_deref()
+        .map(|s| {
+            parse_duration(s).map_err(|_| {
+                invalid(
+                    field,
+                    "duration_invalid",
+                    format!("{s:?} is not a duration (like 30s, 5m, 2h)"),
+                )
+            })
+        })
+        .transpose()
+}
+
+impl EnqueueArgs {
+    /// The job these arguments describe (validated by the client on enqueue).
+    pub(crate) fn to_job(&self) -> anyhow::Result<NewJob> {
+        let mut job = NewJob::new(self.kind.clone(), self.args.clone());
+        job.queue = self.queue.clone();
+        job.priority = self.priority;
+        job.delay = duration_arg("in", &self.delay)?;
+        if let Some(at) = &self.at {
+            job.run_at = Some(at.parse::<Timestamp>().map_err(|e| {
+                invalid(
+                    "at",
+                    "time_invalid",
+                    format!("{at:?} is not an RFC 3339 time (like 2026-12-01T09:00:00Z): {e}"),
+                )
+            })?);
+        }
+        job.expires_in = duration_arg("expires_in", &self.expires_in)?;
+        job.max_attempts = self.max_attempts;
+        job.tenant = self.tenant.clone();
+        job.timeout = duration_arg("timeout", &self.timeout)?;
+        job.tags = self.tags.clone();
+        if let Some(key) = &self.unique_key {
+            job = match duration_arg("unique_for", &self.unique_for)? {
+                Some(period) => job.unique_for(key.clone(), period),
+                None => job.unique_key(key.clone()),
+            };
+        }
+        Ok(job)
+    }
+}
+
+pub(crate) async fn enqueue(errand: &Errand, a: &EnqueueArgs, as_json: bool) -> anyhow::Result<()> {
+    let job = a.to_job()?;
+    let ins = errand.client().enqueue(job).await?;
+    if as_json {
+        output::json(&ins)
+    } else {
+        if ins.duplicate {
+            println!("duplicate of job {} ({})", ins.id, ins.state);
+        } else {
+            println!("enqueued job {} ({})", ins.id, ins.state);
+        }
+        Ok(())
+    }
+}
+
+/// `errand jobs …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobsCmd {
+    /// List jobs, newest first.
+    List(ListArgs),
+    /// Show one job in full.
+    Show(IdArgs),
+    /// Retry a discarded, cancelled, expired or waiting job now.
+    Retry(IdArgs),
+    /// Cancel a job (a running one is stopped at its next heartbeat).
+    Cancel(IdArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only jobs in this state (repeatable).
+    #[arg(long = "state")]
+    states: Vec<String>,
+    /// Only this queue.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Only this kind.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only this tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The most jobs to show (max 1000).
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Continue after this id (the previous page's last id, or its `next_cursor`).
+    #[arg(long)]
+    before: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IdArgs {
+    /// The job id.
+    id: i64,
+    /// Act as this tenant: other tenants' jobs are invisible.
+    #[arg(long)]
+    tenant: Option<String>,
+}
+
+fn scope(tenant: &Option<String>) -> anyhow::Result<Scope> {
+    match tenant {
+        Some(t) => {
+            errand_core::validate::tenant_id("tenant", t)?;
+            Ok(Scope::Tenant(t.clone()))
+        }
+        None => Ok(Scope::All),
+    }
+}
+
+pub(crate) async fn jobs(errand: &Errand, cmd: &JobsCmd, as_json: bool) -> anyhow::Result<()> {
+    let client = errand.client();
+    match cmd {
+        JobsCmd::List(a) => {
+            let mut states = Vec::new();
+            for s in &a.states {
+                states.push(
+                    s.parse::<JobState>()
+                        .map_err(|e| invalid("state", "state_invalid", e))?,
+                );
+            }
+            if let Some(q) = &a.queue {
+                errand_core::validate::queue_name("queue", q)?;
+            }
+            if a.limit == 0 || a.limit > 1000 {
+                return Err(invalid(
+                    "limit",
+                    "limit_out_of_range",
+                    format!("{} is out of range: use 1 to 1000", a.limit),
+                ));
+            }
+            let filter = JobFilter {
+                scope: scope(&a.tenant)?,
+                states,
+                queue: a.queue.clone(),
+                kind: a.kind.clone(),
+                tenant: None,
+                before_id: a.before.map(JobId),
+                limit: a.limit,
+            };
+            let page = client.jobs(&filter).await?;
+            if as_json {
+                return output::json(&json!({ "jobs": page.jobs, "next_cursor": page.next_cursor }));
+            }
+            let mut t = Table::new(vec![
+                "ID", "STATE", "QUEUE", "KIND", "ATTEMPT", "RUN_AT", "TENANT",
+            ]);
+            for j in &page.jobs {
+                t.row(vec![
+                    j.id.to_string(),
+                    j.state.to_string(),
+                    j.queue.clone(),
+                    j.kind.clone(),
+                    format!("{}/{}", j.attempt, j.max_attempts),
+                    time(j.run_at),
+                    j.tenant.clone().unwrap_or_else(|| "-".into()),
+                ]);
+            }
+            print!("{}", t.render());
+            if let Some(c) = page.next_cursor {
+                println!("(more: --before {c})");
+            }
+            Ok(())
+        }
+        JobsCmd::Show(a) => {
+            let job = client.job(JobId(a.id), &scope(&a.tenant)?).await?;
+            if as_json {
+                return output::json(&job);
+            }
+            let mut out = String::new();
+            let mut kv = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+            kv("id", job.id.to_string());
+            kv("state", job.state.to_string());
+            kv("queue", job.queue.clone());
+            kv("kind", job.kind.clone());
+            kv("tenant", job.tenant.clone().unwrap_or_else(|| "-".into()));
+            kv("args", job.args.clone());
+            kv("priority", job.priority.to_string());
+            kv("attempt", format!("{} of {}", job.attempt, job.max_attempts));
+            kv("run_at", time(job.run_at));
+            kv("created_at", time(job.created_at));
+            kv("attempted_at", opt_time(job.attempted_at));
+            kv("finished_at", opt_time(job.finished_at));
+            kv("expires_at", opt_time(job.expires_at));
+            kv("unique_key", job.unique_key.clone().unwrap_or_else(|| "-".into()));
+            if let Some(p) = &job.progress {
+                kv(
+                    "progress",
+                    format!("{:.0}% {}", p.percent, p.message.clone().unwrap_or_default()),
+                );
+            }
+            if let Some(r) = &job.result {
+                kv("result", r.clone());
+            }
+            if let Some(l) = &job.lease {
+                kv(
+                    "lease",
+                    format!("{} (token {}, until {})", l.owner, l.token, time(l.expires_at)),
+                );
+            }
+            if job.cancel_requested {
+                kv("cancel", "requested".into());
+            }
+            for e in &job.errors {
+                kv(
+                    "error",
+                    format!("attempt {} at {}: {}", e.attempt, time(e.at), e.message),
+                );
+            }
+            print!("{out}");
+            Ok(())
+        }
+        JobsCmd::Retry(a) | JobsCmd::Cancel(a) => {
+            let scope = scope(&a.tenant)?;
+            let id = JobId(a.id);
+            let job = match cmd {
+                JobsCmd::Retry(_) => client.retry(id, &scope).await?,
+                _ => client.cancel(id, &scope).await?,
+            };
+            if as_json {
+                return output::json(&job);
+            }
+            if job.cancel_requested && job.state == JobState::Running {
+                println!("job {id} is running; cancellation requested");
+            } else {
+                println!("job {id} is now {}", job.state);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `errand queues …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueuesCmd {
+    /// List queues with their counts.
+    List,
+    /// Stop workers from claiming a queue's jobs (running ones finish).
+    Pause {
+        /// The queue.
+        queue: String,
+    },
+    /// Resume a paused queue.
+    Resume {
+        /// The queue.
+        queue: String,
+    },
+}
+
+pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> anyhow::Result<()> {
+    let client = errand.client();
+    match cmd {
+        QueuesCmd::List => {
+            let qs = client.queues().await?;
+            if as_json {
+                return output::json(&qs);
+            }
+            let mut t = Table::new(vec![
+                "QUEUE",
+                "PAUSED",
+                "AVAILABLE",
+                "SCHEDULED",
+                "RUNNING",
+                "RETRYABLE",
+                "COMPLETED",
+                "DISCARDED",
+                "CANCELLED",
+                "EXPIRED",
+                "OLDEST",
+                "DONE_TOTAL",
+                "FAILED_TOTAL",
+            ]);
+            for q in &qs {
+                let n = |s: JobState| q.counts.get(&s).copied().unwrap_or(0).to_string();
+                t.row(vec![
+                    q.name.clone(),
+                    if q.paused { "yes" } else { "no" }.into(),
+                    n(JobState::Available),
+                    n(JobState::Scheduled),
+                    n(JobState::Running),
+                    n(JobState::Retryable),
+                    n(JobState::Completed),
+                    n(JobState::Discarded),
+                    n(JobState::Cancelled),
+                    n(JobState::Expired),
+                    q.oldest_available_age.map_or_else(
+                        || "-".into(),
+                        |d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string(),
+                    ),
+                    q.completed_total.to_string(),
+                    q.failed_total.to_string(),
+                ]);
+            }
+            print!("{}", t.render());
+            Ok(())
+        }
+        QueuesCmd::Pause { queue } | QueuesCmd::Resume { queue } => {
+            let pause = matches!(cmd, QueuesCmd::Pause { .. });
+            if pause {
+                client.pause(queue).await?;
+            } else {
+                client.resume(queue).await?;
+            }
+            if as_json {
+                output::json(&json!({ "queue": queue, "paused": pause }))
+            } else {
+                println!("queue {queue} {}", if pause { "paused" } else { "resumed" });
+                Ok(())
+            }
+        }
+    }
+}

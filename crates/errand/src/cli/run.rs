@@ -1,0 +1,96 @@
+//! `errand serve` and `errand work`: run until SIGINT or SIGTERM, then shut
+//! down gracefully.
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use errand::{CommandExecutor, Errand};
+use errand_engine::executor::command;
+
+use super::config::Config;
+
+/// Options of `serve` and `work`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Queues to work and their concurrency: `default=10,mailers=5`.
+    #[arg(long, env = "ERRAND_QUEUES")]
+    pub(crate) queues: Option<String>,
+    /// How long shutdown waits for running jobs before handing them back (30s).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) shutdown_grace: Option<String>,
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops errand");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+pub(crate) async fn run(errand: Errand, config: &Config, what: &'static str) -> anyhow::Result<()> {
+    let mut builder = errand
+        .worker()
+        .config(config.worker.clone())
+        .executor(command::KIND, CommandExecutor::default());
+    for q in &config.queues {
+        builder = builder.queue_config(q.clone());
+    }
+    let worker = builder.build()?;
+    let queues: Vec<String> = config
+        .queues
+        .iter()
+        .map(|q| format!("{}={}", q.name, q.concurrency))
+        .collect();
+    tracing::info!(
+        what,
+        worker = worker.id(),
+        database = %redact(&config.database),
+        config = %config.file.as_deref().map_or("(none)".into(), |p| p.display().to_string()),
+        queues = %queues.join(","),
+        "errand started"
+    );
+    let running = worker.start();
+    let stop = CancellationToken::new();
+    let maintenance = tokio::spawn(errand.maintenance(config.maintenance.clone()).run(stop.clone()));
+    shutdown_signal().await;
+    tracing::info!(grace = ?config.worker.shutdown_grace, "shutting down: no new jobs are claimed");
+    let report = running.shutdown().await;
+    stop.cancel();
+    let _ = maintenance.await;
+    tracing::info!(
+        graceful = report.graceful,
+        handed_back = report.handed_back,
+        "errand stopped"
+    );
+    Ok(())
+}
+
+/// A database URL without its password, for logs.
+pub(crate) fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((user, _)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_not_logged() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("sqlite://errand.db"), "sqlite://errand.db");
+    }
+}

@@ -32,7 +32,7 @@ pub use job::{
 pub use retry::{Backoff, RetryPolicy};
 pub use store::{
     ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
-    Scope, Store,
+    ScheduleOutcome, ScheduleRegistration, ScheduleState, ScheduleTick, Scope, Store, TickResult,
 };
 pub use validate::{Limits, ValidJob, ValidationError};
 

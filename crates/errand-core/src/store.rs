@@ -249,7 +249,147 @@ pub trait Store: Send + Sync + 'static {
     /// Gives up the leader role if `owner` holds it (graceful shutdown).
     async fn resign_leader(&self, role: &str, owner: &str) -> Result<(), StoreError>;
 
+    /// Registers the current set of schedules (every scheduler does at
+    /// start). A new schedule starts at its `next_fire`; a known one keeps
+    /// its progress unless its `spec` or `enabled` changed (or it had been
+    /// removed), in which case it restarts at the given `next_fire`. Stored
+    /// schedules missing from `schedules` are marked removed at `now` and
+    /// never fire again; their history stays listed.
+    async fn sync_schedules(
+        &self,
+        schedules: Vec<ScheduleRegistration>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Fires one tick, in one transaction: guarded by the schedule's
+    /// fingerprint (else [`TickResult::Superseded`]) and its stored next
+    /// fire time equal to `tick.expected_next` (else
+    /// [`TickResult::AlreadyFired`]), it moves the next fire time to
+    /// `tick.next_fire`, records the tick unique on (schedule, fire time),
+    /// inserts the tick's job and records it as the schedule's last run, so
+    /// any number of schedulers racing on one store make one job per tick.
+    /// With `skip_while_running` and the last run's job unfinished, the tick
+    /// is recorded as skipped instead; with no job, only the next fire time moves.
+    async fn fire_schedule_tick(&self, tick: ScheduleTick, now: Timestamp) -> Result<TickResult, StoreError>;
+
+    /// Every registered schedule (removed ones included), by name, with its
+    /// next and last fire times and the current state of its last job.
+    async fn list_schedules(&self) -> Result<Vec<ScheduleState>, StoreError>;
+
     /// Waits until another process may have written jobs, or `timeout`
     /// passes. Spurious returns are allowed; it is a hint to look again.
     async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError>;
+}
+
+/// A schedule as a scheduler registers it with the store (see
+/// [`Store::sync_schedules`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRegistration {
+    /// The schedule's unique name.
+    pub name: String,
+    /// When it fires, as written, with its zone (`cron 0 3 * * * in Europe/Paris`).
+    /// A change of `spec` (or of `enabled`) resets the next fire time.
+    pub spec: String,
+    /// A hash of the whole definition. Ticks carry it, so a scheduler still
+    /// running an older definition cannot fire once the set was re-synced.
+    pub fingerprint: String,
+    /// Disabled schedules are listed but never fire.
+    pub enabled: bool,
+    /// The first fire time after registration (`None`: `@reboot`, never, or disabled).
+    pub next_fire: Option<Timestamp>,
+}
+
+/// One tick of a schedule, fired with [`Store::fire_schedule_tick`].
+#[derive(Debug, Clone)]
+pub struct ScheduleTick {
+    /// The schedule.
+    pub schedule: String,
+    /// The definition's fingerprint, as registered.
+    pub fingerprint: String,
+    /// The next fire time the scheduler read from the store: the tick is
+    /// fired only if the store's still equals it (compare-and-set), so ticks
+    /// are handled in order and once.
+    pub expected_next: Option<Timestamp>,
+    /// The tick's fire time (before jitter).
+    pub fire_at: Timestamp,
+    /// The job to enqueue. `None` drops the ticks up to `fire_at` (a
+    /// missed-run policy chose not to run them): only the next fire time moves.
+    pub job: Option<ValidJob>,
+    /// Skip the tick (recording the skip) while the schedule's last job is unfinished.
+    pub skip_while_running: bool,
+    /// The schedule's next fire time once this tick is handled.
+    pub next_fire: Option<Timestamp>,
+}
+
+/// What [`Store::fire_schedule_tick`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickResult {
+    /// The tick's job was inserted (or, when its unique key was taken, the
+    /// holder is named with `duplicate: true`) and recorded as the last run.
+    Enqueued(Inserted),
+    /// The previous run (`running`) is unfinished and the schedule skips
+    /// overlapping runs: the tick was recorded as skipped, no job was written.
+    SkippedOverlap {
+        /// The unfinished job of the previous run.
+        running: JobId,
+    },
+    /// The ticks up to `fire_at` were dropped: only the next fire time moved.
+    Dropped,
+    /// Another scheduler handled this tick first (the store's next fire time
+    /// is no longer `expected_next`, or the tick is recorded). Nothing was written.
+    AlreadyFired {
+        /// The store's next fire time now.
+        next_fire: Option<Timestamp>,
+    },
+    /// The schedule was changed or removed by a later sync: this scheduler's
+    /// definition is stale. Nothing was written.
+    Superseded,
+}
+
+/// How the latest tick of a schedule turned out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome", content = "state")]
+pub enum ScheduleOutcome {
+    /// It never fired.
+    Never,
+    /// Its job is in this state now.
+    Job(JobState),
+    /// Its job was pruned (it had finished).
+    Pruned,
+    /// It was skipped because the previous run was unfinished.
+    SkippedOverlap,
+}
+
+impl std::fmt::Display for ScheduleOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScheduleOutcome::Never => f.write_str("-"),
+            ScheduleOutcome::Job(s) => write!(f, "{s}"),
+            ScheduleOutcome::Pruned => f.write_str("finished (pruned)"),
+            ScheduleOutcome::SkippedOverlap => f.write_str("skipped (previous run unfinished)"),
+        }
+    }
+}
+
+/// A schedule's stored state, as [`Store::list_schedules`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduleState {
+    /// Its name.
+    pub name: String,
+    /// When it fires, as registered.
+    pub spec: String,
+    /// The fingerprint of the registered definition.
+    pub fingerprint: String,
+    /// Whether it may fire.
+    pub enabled: bool,
+    /// When a sync left it out; removed schedules never fire.
+    pub removed_at: Option<Timestamp>,
+    /// The earliest tick not handled yet.
+    pub next_fire: Option<Timestamp>,
+    /// The fire time of the latest tick that ran or was skipped.
+    pub last_fire: Option<Timestamp>,
+    /// The job of the latest run.
+    pub last_job: Option<JobId>,
+    /// How the latest tick turned out.
+    pub last_outcome: ScheduleOutcome,
 }

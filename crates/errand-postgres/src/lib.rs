@@ -40,6 +40,7 @@ mod insert;
 mod listener;
 mod migrate;
 mod row;
+mod schedule;
 mod sql;
 mod store;
 mod tx;

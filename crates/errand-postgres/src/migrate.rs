@@ -35,10 +35,11 @@ macro_rules! migrations {
 const MIGRATIONS: &[Migration] = migrations!(
     1 => "0001_jobs",
     2 => "0002_totals_and_leaders",
+    3 => "0003_schedules",
 );
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A stable 64-bit FNV-1a hash: advisory lock keys must agree across
 /// processes and builds, which `std`'s hasher does not promise.

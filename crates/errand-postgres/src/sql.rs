@@ -54,6 +54,15 @@ statements!(
     list_queues_oldest,
     elect_leader,
     resign_leader,
+    sync_schedules_lock,
+    sync_schedules_upsert,
+    sync_schedules_remove,
+    fire_schedule_tick_advance,
+    fire_schedule_tick_refusal,
+    fire_schedule_tick_record,
+    fire_schedule_tick_running,
+    fire_schedule_tick_done,
+    list_schedules,
 );
 
 /// The schema as a quoted identifier. Schema names are checked to be

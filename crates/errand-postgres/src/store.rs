@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use errand_core::clock::{add, from_micros, to_micros};
 use errand_core::store::{
     ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
-    Scope,
+    ScheduleRegistration, ScheduleState, ScheduleTick, Scope, TickResult,
 };
 use errand_core::{
     Completion, ErrorRecord, Finish, Job, JobId, JobState, Progress, RetryPolicy, Store, StoreError, ValidJob,
@@ -427,6 +427,22 @@ impl Store for PostgresStore {
             .await
             .map_err(db)?;
         Ok(())
+    }
+
+    async fn sync_schedules(
+        &self,
+        schedules: Vec<ScheduleRegistration>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.sync_schedules_tx(schedules, now).await
+    }
+
+    async fn fire_schedule_tick(&self, tick: ScheduleTick, now: Timestamp) -> Result<TickResult, StoreError> {
+        self.fire_schedule_tick_tx(tick, now).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleState>, StoreError> {
+        self.list_schedules_rows().await
     }
 
     async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {

@@ -17,6 +17,7 @@
 pub mod baseline;
 mod reader;
 mod row;
+mod schedule;
 mod schema;
 mod store;
 mod watch;

@@ -7,9 +7,12 @@ use errand_core::StoreError;
 use crate::{Durability, SqliteConfig};
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_schedules.sql")),
+];
 
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())

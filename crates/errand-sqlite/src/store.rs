@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, named_params, params};
 use errand_core::clock::{add, from_micros, to_micros};
 use errand_core::store::{
     ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
-    Scope,
+    ScheduleRegistration, ScheduleState, ScheduleTick, Scope, TickResult,
 };
 use errand_core::{
     Completion, ErrorRecord, Finish, Job, JobId, JobState, Progress, RetryPolicy, Store, StoreError,
@@ -136,7 +136,11 @@ impl Totals {
     }
 }
 
-fn insert_all(conn: &Connection, jobs: Vec<ValidJob>, now: Timestamp) -> Result<Vec<Inserted>, StoreError> {
+pub(crate) fn insert_all(
+    conn: &Connection,
+    jobs: Vec<ValidJob>,
+    now: Timestamp,
+) -> Result<Vec<Inserted>, StoreError> {
     let now_us = to_micros(now);
     let mut out = Vec::with_capacity(jobs.len());
     {
@@ -804,6 +808,28 @@ impl Store for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn sync_schedules(
+        &self,
+        schedules: Vec<ScheduleRegistration>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .writer
+            .run(move |conn| crate::schedule::sync(conn, schedules, now))
+            .await
+    }
+
+    async fn fire_schedule_tick(&self, tick: ScheduleTick, now: Timestamp) -> Result<TickResult, StoreError> {
+        self.inner
+            .writer
+            .run(move |conn| crate::schedule::fire(conn, tick, now))
+            .await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleState>, StoreError> {
+        self.read(crate::schedule::list).await
     }
 
     async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {

@@ -16,7 +16,7 @@ use crate::job::{Completion, ErrorRecord, Finish, Job, JobId, JobState, Lease, P
 use crate::retry::RetryPolicy;
 use crate::store::{
     ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
-    Scope, Store,
+    ScheduleOutcome, ScheduleRegistration, ScheduleState, ScheduleTick, Scope, Store, TickResult,
 };
 use crate::validate::ValidJob;
 
@@ -40,6 +40,20 @@ struct State {
     next_token: i64,
     queues: BTreeMap<String, QueueRow>,
     leaders: HashMap<String, (String, Timestamp)>,
+    schedules: BTreeMap<String, ScheduleRow>,
+    /// Fired ticks: (schedule, fire time). Unique, like the stores' tick table.
+    ticks: BTreeSet<(String, Timestamp)>,
+}
+
+/// A schedule's bookkeeping; `last_outcome` is `None` (never), or whether
+/// the latest tick enqueued (`true`) or was skipped (`false`).
+struct ScheduleRow {
+    reg: ScheduleRegistration,
+    removed_at: Option<Timestamp>,
+    next_fire: Option<Timestamp>,
+    last_fire: Option<Timestamp>,
+    last_job: Option<JobId>,
+    last_enqueued: Option<bool>,
 }
 
 #[derive(Default)]
@@ -70,8 +84,164 @@ impl State {
         })
     }
 
+    fn insert(&mut self, v: ValidJob, now: Timestamp) -> Inserted {
+        if let Some((key, mode)) = &v.unique
+            && let Some(h) = self.holder(&v.tenant, key, *mode, now)
+        {
+            return Inserted {
+                id: h.id,
+                duplicate: true,
+                state: h.state,
+            };
+        }
+        self.next_id += 1;
+        let id = JobId(self.next_id);
+        let state = if v.run_at <= now {
+            JobState::Available
+        } else {
+            JobState::Scheduled
+        };
+        self.queue(&v.queue);
+        self.jobs.insert(
+            id,
+            Job {
+                id,
+                tenant: v.tenant,
+                queue: v.queue,
+                kind: v.kind,
+                args: v.args,
+                priority: v.priority,
+                state,
+                attempt: 0,
+                max_attempts: v.max_attempts,
+                run_at: v.run_at,
+                created_at: now,
+                attempted_at: None,
+                finished_at: None,
+                expires_at: v.expires_at,
+                unique_key: v.unique.map(|(k, _)| k),
+                timeout: v.timeout,
+                tags: v.tags,
+                meta: v.meta,
+                retry: v.retry,
+                progress: None,
+                result: None,
+                errors: Vec::new(),
+                lease: None,
+                cancel_requested: false,
+            },
+        );
+        Inserted {
+            id,
+            duplicate: false,
+            state,
+        }
+    }
+
     fn queue(&mut self, name: &str) -> &mut QueueRow {
         self.queues.entry(name.to_owned()).or_default()
+    }
+}
+
+impl State {
+    fn sync_schedules(&mut self, regs: Vec<ScheduleRegistration>, now: Timestamp) {
+        let names: BTreeSet<String> = regs.iter().map(|r| r.name.clone()).collect();
+        for reg in regs {
+            match self.schedules.get_mut(&reg.name) {
+                None => {
+                    self.schedules.insert(
+                        reg.name.clone(),
+                        ScheduleRow {
+                            next_fire: reg.next_fire,
+                            reg,
+                            removed_at: None,
+                            last_fire: None,
+                            last_job: None,
+                            last_enqueued: None,
+                        },
+                    );
+                }
+                Some(row) => {
+                    let reset = row.removed_at.is_some()
+                        || row.reg.spec != reg.spec
+                        || row.reg.enabled != reg.enabled;
+                    if reset {
+                        row.next_fire = reg.next_fire;
+                    }
+                    row.removed_at = None;
+                    row.reg = reg;
+                }
+            }
+        }
+        for (name, row) in &mut self.schedules {
+            if !names.contains(name) && row.removed_at.is_none() {
+                row.removed_at = Some(now);
+                row.next_fire = None;
+            }
+        }
+    }
+
+    fn fire_schedule_tick(&mut self, tick: ScheduleTick, now: Timestamp) -> TickResult {
+        let Some(row) = self.schedules.get_mut(&tick.schedule) else {
+            return TickResult::Superseded;
+        };
+        if row.removed_at.is_some() || !row.reg.enabled || row.reg.fingerprint != tick.fingerprint {
+            return TickResult::Superseded;
+        }
+        if row.next_fire != tick.expected_next {
+            return TickResult::AlreadyFired {
+                next_fire: row.next_fire,
+            };
+        }
+        row.next_fire = tick.next_fire;
+        let Some(job) = tick.job else {
+            return TickResult::Dropped;
+        };
+        let key = (tick.schedule.clone(), tick.fire_at);
+        if self.ticks.contains(&key) {
+            return TickResult::AlreadyFired {
+                next_fire: tick.next_fire,
+            };
+        }
+        self.ticks.insert(key);
+        let last = row.last_job;
+        let running = last.filter(|id| self.jobs.get(id).is_some_and(|j| unfinished(j.state)));
+        if let (true, Some(running)) = (tick.skip_while_running, running) {
+            let row = self.schedules.get_mut(&tick.schedule).expect("looked up above");
+            row.last_fire = Some(tick.fire_at);
+            row.last_enqueued = Some(false);
+            return TickResult::SkippedOverlap { running };
+        }
+        let inserted = self.insert(job, now);
+        let row = self.schedules.get_mut(&tick.schedule).expect("looked up above");
+        row.last_fire = Some(tick.fire_at);
+        row.last_job = Some(inserted.id);
+        row.last_enqueued = Some(true);
+        TickResult::Enqueued(inserted)
+    }
+
+    fn list_schedules(&self) -> Vec<ScheduleState> {
+        self.schedules
+            .iter()
+            .map(|(name, row)| ScheduleState {
+                name: name.clone(),
+                spec: row.reg.spec.clone(),
+                fingerprint: row.reg.fingerprint.clone(),
+                enabled: row.reg.enabled,
+                removed_at: row.removed_at,
+                next_fire: row.next_fire,
+                last_fire: row.last_fire,
+                last_job: row.last_job,
+                last_outcome: match row.last_enqueued {
+                    None => ScheduleOutcome::Never,
+                    Some(false) => ScheduleOutcome::SkippedOverlap,
+                    Some(true) => match row.last_job.and_then(|id| self.jobs.get(&id)) {
+                        Some(j) => ScheduleOutcome::Job(j.state),
+                        None => ScheduleOutcome::Pruned,
+                    },
+                },
+            })
+            .collect()
     }
 }
 
@@ -94,61 +264,7 @@ impl Store for MemoryStore {
 
     async fn insert_jobs(&self, jobs: Vec<ValidJob>, now: Timestamp) -> Result<Vec<Inserted>, StoreError> {
         let mut st = self.lock();
-        let mut out = Vec::with_capacity(jobs.len());
-        for v in jobs {
-            if let Some((key, mode)) = &v.unique
-                && let Some(h) = st.holder(&v.tenant, key, *mode, now)
-            {
-                out.push(Inserted {
-                    id: h.id,
-                    duplicate: true,
-                    state: h.state,
-                });
-                continue;
-            }
-            st.next_id += 1;
-            let id = JobId(st.next_id);
-            let state = if v.run_at <= now {
-                JobState::Available
-            } else {
-                JobState::Scheduled
-            };
-            st.queue(&v.queue);
-            st.jobs.insert(
-                id,
-                Job {
-                    id,
-                    tenant: v.tenant,
-                    queue: v.queue,
-                    kind: v.kind,
-                    args: v.args,
-                    priority: v.priority,
-                    state,
-                    attempt: 0,
-                    max_attempts: v.max_attempts,
-                    run_at: v.run_at,
-                    created_at: now,
-                    attempted_at: None,
-                    finished_at: None,
-                    expires_at: v.expires_at,
-                    unique_key: v.unique.map(|(k, _)| k),
-                    timeout: v.timeout,
-                    tags: v.tags,
-                    meta: v.meta,
-                    retry: v.retry,
-                    progress: None,
-                    result: None,
-                    errors: Vec::new(),
-                    lease: None,
-                    cancel_requested: false,
-                },
-            );
-            out.push(Inserted {
-                id,
-                duplicate: false,
-                state,
-            });
-        }
+        let out = jobs.into_iter().map(|v| st.insert(v, now)).collect();
         drop(st);
         self.changed.notify_waiters();
         Ok(out)
@@ -540,6 +656,27 @@ impl Store for MemoryStore {
             st.leaders.remove(role);
         }
         Ok(())
+    }
+
+    async fn sync_schedules(
+        &self,
+        regs: Vec<ScheduleRegistration>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.lock().sync_schedules(regs, now);
+        Ok(())
+    }
+
+    async fn fire_schedule_tick(&self, tick: ScheduleTick, now: Timestamp) -> Result<TickResult, StoreError> {
+        let out = self.lock().fire_schedule_tick(tick, now);
+        if matches!(out, TickResult::Enqueued(_)) {
+            self.changed.notify_waiters();
+        }
+        Ok(out)
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleState>, StoreError> {
+        Ok(self.lock().list_schedules())
     }
 
     async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {

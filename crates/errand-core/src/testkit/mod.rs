@@ -111,9 +111,19 @@ macro_rules! store_conformance {
                 list_queues_counts_jobs_per_state_and_the_oldest_wait,
                 leader_role_is_exclusive_while_its_ttl_lasts,
                 resigned_leader_role_is_free_at_once,
+                // schedules
+                sync_registers_schedules_and_lists_them_by_name,
+                fire_schedule_tick_enqueues_the_job_and_records_the_run,
+                second_fire_of_a_tick_is_already_fired,
+                stale_removed_or_disabled_schedules_are_superseded,
+                sync_keeps_progress_unless_the_spec_changes,
+                overlapping_tick_is_skipped_while_the_last_run_is_unfinished,
+                dropping_ticks_moves_only_the_next_fire_time,
+                last_outcome_of_a_pruned_job_is_pruned,
             ];
             multi: [
                 concurrent_inserts_of_one_key_make_one_job,
+                concurrent_fires_of_one_tick_make_one_job,
                 concurrent_claimers_never_share_a_job,
                 wait_for_change_returns_within_its_timeout,
             ]
@@ -141,6 +151,7 @@ mod self_check {
             include_str!("scenarios/operator.rs"),
             include_str!("scenarios/queues.rs"),
             include_str!("scenarios/read.rs"),
+            include_str!("scenarios/schedules.rs"),
             include_str!("scenarios/unique.rs"),
         ];
         let mut n = 0;

@@ -17,6 +17,7 @@ mod maintenance;
 mod operator;
 mod queues;
 mod read;
+mod schedules;
 mod unique;
 
 pub use claim::*;
@@ -27,4 +28,5 @@ pub use maintenance::*;
 pub use operator::*;
 pub use queues::*;
 pub use read::*;
+pub use schedules::*;
 pub use unique::*;

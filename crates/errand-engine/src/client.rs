@@ -33,7 +33,11 @@ impl Client {
     /// Enqueues one job. A duplicate of a unique job returns the existing
     /// job's id with `duplicate: true`.
     pub async fn enqueue(&self, job: NewJob) -> Result<Inserted, EnqueueError> {
-        let mut out = self.enqueue_many(vec![job]).await?;
+        let mut out = self.enqueue_many(vec![job]).await.map_err(|e| match e {
+            // One job is not a batch: no "job #0" in its error.
+            EnqueueError::Invalid(v) => EnqueueError::Invalid(ValidationError { index: None, ..v }),
+            other => other,
+        })?;
         Ok(out.remove(0))
     }
 

@@ -94,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(&overrides).map_err(|e| ConfigError(format!("{e:#}")))?;
     let long_running = matches!(cli.command, Command::Serve(_) | Command::Work(_));
     init_logs(config.log_format, if long_running { "info" } else { "warn" });
+    let new_job = cli::jobs::check_before_open(&cli.command)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         if let Command::Bench(a) = &cli.command {
@@ -115,7 +116,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
             }
-            Command::Enqueue(a) => cli::jobs::enqueue(&errand, a, as_json).await,
+            Command::Enqueue(_) => {
+                let job = new_job.expect("check_before_open made the job");
+                cli::jobs::enqueue(&errand, job, as_json).await
+            }
             Command::Jobs(cmd) => cli::jobs::jobs(&errand, cmd, as_json).await,
             Command::Queues(cmd) => cli::jobs::queues(&errand, cmd, as_json).await,
             Command::Bench(_) | Command::Schedule(_) => unreachable!("handled above"),

@@ -252,7 +252,17 @@ impl Config {
 fn read_file(path: &Path) -> anyhow::Result<RawFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    toml::from_str(&text).map_err(|e| {
+        // One line, naming the place: toml's own Display draws a multi-line snippet.
+        let place = e.span().map_or_else(String::new, |span| {
+            let start = span.start.min(text.len());
+            let line = text[..start].matches('\n').count() + 1;
+            let column = text[..start].rfind('\n').map_or(start, |nl| start - nl - 1) + 1;
+            let source = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!(", line {line}, column {column} ({source:?})")
+        });
+        anyhow::anyhow!("config file {}{place}: {}", path.display(), e.message().trim())
+    })
 }
 
 #[cfg(test)]

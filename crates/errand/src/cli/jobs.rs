@@ -8,7 +8,7 @@ use serde_json::json;
 
 use errand::{Errand, JobId, JobState, NewJob};
 use errand_core::store::{JobFilter, Scope};
-use errand_core::validate::ValidationError;
+use errand_core::validate::{Limits, ValidationError};
 
 use super::config::parse_duration;
 use super::output::{self, Table, opt_time, time};
@@ -18,8 +18,8 @@ use super::output::{self, Table, opt_time, time};
 pub(crate) struct EnqueueArgs {
     /// The job kind (selects the handler; `command` runs a program).
     pub(crate) kind: String,
-    /// Arguments as JSON.
-    #[arg(long, default_value = "{}")]
+    /// Arguments as JSON; `@PATH` reads them from a file, `-` from stdin.
+    #[arg(long, default_value = "{}", allow_hyphen_values = true)]
     pub(crate) args: String,
     /// The queue.
     #[arg(long)]
@@ -80,10 +80,25 @@ fn duration_arg(field: &'static str, v: &Option<String>) -> anyhow::Result<Optio
         .transpose()
 }
 
+/// The `--args` text: as given, or read from `@PATH` or `-` (stdin), since
+/// one command-line argument cannot carry more than 128 KiB.
+fn read_args(args: &str) -> anyhow::Result<String> {
+    let (text, source) = if args == "-" {
+        let mut text = String::new();
+        let read = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text);
+        (read.map(|_| text), "stdin".to_owned())
+    } else if let Some(path) = args.strip_prefix('@') {
+        (std::fs::read_to_string(path), path.to_owned())
+    } else {
+        return Ok(args.to_owned());
+    };
+    text.map_err(|e| invalid("args", "args_unreadable", format!("cannot read {source}: {e}")))
+}
+
 impl EnqueueArgs {
     /// The job these arguments describe (validated by the client on enqueue).
     pub(crate) fn to_job(&self) -> anyhow::Result<NewJob> {
-        let mut job = NewJob::new(self.kind.clone(), self.args.clone());
+        let mut job = NewJob::new(self.kind.clone(), read_args(&self.args)?);
         job.queue = self.queue.clone();
         job.priority = self.priority;
         job.delay = duration_arg("in", &self.delay)?;
@@ -111,8 +126,33 @@ impl EnqueueArgs {
     }
 }
 
-pub(crate) async fn enqueue(errand: &Errand, a: &EnqueueArgs, as_json: bool) -> anyhow::Result<()> {
-    let job = a.to_job()?;
+/// Validates a command's input before the store is opened, so that bad
+/// input never creates, migrates or writes a database. Uses the limits the
+/// CLI's runtime enqueues with ([`Errand::new`]'s defaults).
+pub(crate) fn check_before_open(cmd: &super::Command) -> anyhow::Result<Option<NewJob>> {
+    use super::Command;
+    match cmd {
+        Command::Enqueue(a) => {
+            let job = a.to_job()?;
+            errand_core::validate::validate(job.clone(), &Limits::default(), Timestamp::now())?;
+            return Ok(Some(job));
+        }
+        Command::Jobs(JobsCmd::List(a)) => {
+            list_filter(a)?;
+        }
+        Command::Jobs(JobsCmd::Show(a) | JobsCmd::Retry(a) | JobsCmd::Cancel(a)) => {
+            scope(&a.tenant)?;
+        }
+        Command::Queues(QueuesCmd::Pause { queue } | QueuesCmd::Resume { queue }) => {
+            errand_core::validate::queue_name("queue", queue)?;
+        }
+        _ => {}
+    }
+    Ok(None)
+}
+
+/// Enqueues `job`, the one [`check_before_open`] made from `errand enqueue`'s arguments.
+pub(crate) async fn enqueue(errand: &Errand, job: NewJob, as_json: bool) -> anyhow::Result<()> {
     let ins = errand.client().enqueue(job).await?;
     if as_json {
         output::json(&ins)
@@ -180,37 +220,40 @@ fn scope(tenant: &Option<String>) -> anyhow::Result<Scope> {
     }
 }
 
+fn list_filter(a: &ListArgs) -> anyhow::Result<JobFilter> {
+    let mut states = Vec::new();
+    for s in &a.states {
+        states.push(
+            s.parse::<JobState>()
+                .map_err(|e| invalid("state", "state_invalid", e))?,
+        );
+    }
+    if let Some(q) = &a.queue {
+        errand_core::validate::queue_name("queue", q)?;
+    }
+    if a.limit == 0 || a.limit > 1000 {
+        return Err(invalid(
+            "limit",
+            "limit_out_of_range",
+            format!("{} is out of range: use 1 to 1000", a.limit),
+        ));
+    }
+    Ok(JobFilter {
+        scope: scope(&a.tenant)?,
+        states,
+        queue: a.queue.clone(),
+        kind: a.kind.clone(),
+        tenant: None,
+        before_id: a.before.map(JobId),
+        limit: a.limit,
+    })
+}
+
 pub(crate) async fn jobs(errand: &Errand, cmd: &JobsCmd, as_json: bool) -> anyhow::Result<()> {
     let client = errand.client();
     match cmd {
         JobsCmd::List(a) => {
-            let mut states = Vec::new();
-            for s in &a.states {
-                states.push(
-                    s.parse::<JobState>()
-                        .map_err(|e| invalid("state", "state_invalid", e))?,
-                );
-            }
-            if let Some(q) = &a.queue {
-                errand_core::validate::queue_name("queue", q)?;
-            }
-            if a.limit == 0 || a.limit > 1000 {
-                return Err(invalid(
-                    "limit",
-                    "limit_out_of_range",
-                    format!("{} is out of range: use 1 to 1000", a.limit),
-                ));
-            }
-            let filter = JobFilter {
-                scope: scope(&a.tenant)?,
-                states,
-                queue: a.queue.clone(),
-                kind: a.kind.clone(),
-                tenant: None,
-                before_id: a.before.map(JobId),
-                limit: a.limit,
-            };
-            let page = client.jobs(&filter).await?;
+            let page = client.jobs(&list_filter(a)?).await?;
             if as_json {
                 return output::json(&json!({ "jobs": page.jobs, "next_cursor": page.next_cursor }));
             }

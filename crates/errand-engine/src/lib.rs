@@ -6,6 +6,8 @@
 //!   heartbeats their leases, and shuts down gracefully.
 //! - [`Maintenance`]: rescues lapsed leases, promotes due jobs, expires and
 //!   prunes, on one elected leader at a time.
+//! - [`Scheduler`]: fires the ticks of the configured schedules, exactly once
+//!   per tick across any number of schedulers.
 //! - [`executor`]: what runs a job — typed Rust handlers and the `command` executor.
 
 mod client;
@@ -13,12 +15,14 @@ pub mod executor;
 mod hub;
 mod maintenance;
 mod runtime;
+mod scheduler;
 mod worker;
 
 pub use client::{Client, EnqueueError};
 pub use executor::{Executor, Handler, JobArgs, JobContext, JobError};
 pub use maintenance::{Maintenance, MaintenanceConfig, QueueRetention, TickReport};
 pub use runtime::Errand;
+pub use scheduler::{FiredTick, Scheduler, SchedulerConfig, SchedulerReport};
 pub use worker::{
     QueueConfig, RunningWorker, ShutdownReport, Worker, WorkerBuilder, WorkerConfig, WorkerStats,
 };

@@ -8,6 +8,7 @@ use errand_core::{Clock, Store, SystemClock};
 use crate::Client;
 use crate::hub::Hub;
 use crate::maintenance::{Maintenance, MaintenanceConfig};
+use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::worker::WorkerBuilder;
 
 /// What every service of one process shares: the store, the clock, the
@@ -74,5 +75,14 @@ impl Errand {
     /// The maintenance service.
     pub fn maintenance(&self, config: MaintenanceConfig) -> Maintenance {
         Maintenance::new(self.clone(), config)
+    }
+
+    /// The scheduler service for `schedules` (from a schedule file).
+    pub fn scheduler(
+        &self,
+        schedules: Vec<errand_core::schedule::ScheduleDef>,
+        config: SchedulerConfig,
+    ) -> Scheduler {
+        Scheduler::new(self.clone(), schedules, config)
     }
 }

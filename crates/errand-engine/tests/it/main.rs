@@ -3,4 +3,5 @@
 mod command;
 mod harness;
 mod maintenance;
+mod scheduler;
 mod worker;

@@ -35,6 +35,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<ConfigError>().is_some() {
             return 2;
         }
+        if cause.downcast_ref::<errand_core::schedule::FileError>().is_some() {
+            return 2;
+        }
     }
     1
 }
@@ -67,7 +70,9 @@ fn init_logs(format: LogFormat, default_level: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Schedule(cmd) = cli.command {
+    if matches!(&cli.command, Command::Schedule(cmd) if !cmd.needs_store())
+        && let Command::Schedule(cmd) = cli.command
+    {
         return match cli::schedule::run(cmd) {
             Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => {
@@ -95,6 +100,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let long_running = matches!(cli.command, Command::Serve(_) | Command::Work(_));
     init_logs(config.log_format, if long_running { "info" } else { "warn" });
     let new_job = cli::jobs::check_before_open(&cli.command)?;
+    let schedules = if long_running {
+        cli::schedule::from_config(config.file.as_deref())?
+    } else {
+        None
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         if let Command::Bench(a) = &cli.command {
@@ -104,8 +114,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let errand = Errand::new(store);
         let as_json = cli.global.json;
         match &cli.command {
-            Command::Serve(_) => cli::run::run(errand, &config, "serve").await,
-            Command::Work(_) => cli::run::run(errand, &config, "work").await,
+            Command::Serve(_) => cli::run::run(errand, &config, schedules, "serve").await,
+            Command::Work(_) => cli::run::run(errand, &config, schedules, "work").await,
             Command::Migrate => {
                 if as_json {
                     cli::output::json(
@@ -122,7 +132,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Jobs(cmd) => cli::jobs::jobs(&errand, cmd, as_json).await,
             Command::Queues(cmd) => cli::jobs::queues(&errand, cmd, as_json).await,
-            Command::Bench(_) | Command::Schedule(_) => unreachable!("handled above"),
+            Command::Schedule(_) => cli::schedule::list(&errand, as_json).await,
+            Command::Bench(_) => unreachable!("handled above"),
         }
     })
 }

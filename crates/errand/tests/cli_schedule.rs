@@ -413,3 +413,131 @@ fn crontab_program_failure_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"));
 }
+
+/// `schedule list` reads the store: after a scheduler's tick (stepped with a
+/// manual clock through the library) it shows each schedule's next and last
+/// fire, last job and that job's state; `--json` says the same for scripts.
+#[test]
+fn list_shows_next_and_last_fire_and_the_last_outcome() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}", dir.path().join("e.db").display());
+    let file = r#"
+[[schedule]]
+name = "minutely"
+cron = "* * * * *"
+kind = "report"
+
+[[schedule]]
+name = "nightly"
+cron = "30 2 * * *"
+timezone = "America/New_York"
+command = ["/bin/true"]
+"#;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = errand::open_store(&db).await.expect("open the store");
+        let clock = std::sync::Arc::new(errand_core::ManualClock::new(
+            "2026-03-08T04:00:30Z".parse().unwrap(),
+        ));
+        let errand = errand::Errand::new(store).with_clock(clock.clone());
+        let defs = errand_core::schedule::ScheduleFile::parse(file)
+            .unwrap()
+            .schedules;
+        let mut scheduler = errand.scheduler(defs, errand_engine::SchedulerConfig::default());
+        scheduler.start().await.unwrap();
+        clock.set("2026-03-08T04:01:02Z".parse().unwrap());
+        assert_eq!(scheduler.tick().await.unwrap().enqueued.len(), 1);
+    });
+    let text = stdout_of(&["--database", &db, "schedule", "list"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("NAME"), "{text}");
+    let minutely: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        minutely[..6],
+        [
+            "minutely",
+            "active",
+            "2026-03-08T04:02:00Z",
+            "2026-03-08T04:01:00Z",
+            "1",
+            "available"
+        ],
+        "{text}"
+    );
+    assert!(lines[2].starts_with("nightly"), "{text}");
+    assert!(
+        lines[2].contains("2026-03-08T07:00:00Z"),
+        "03:00 EDT, after the skipped 02:30: {text}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout_of(&["--database", &db, "schedule", "list", "--json"])).unwrap();
+    assert_eq!(json[0]["name"], "minutely");
+    assert_eq!(json[0]["last_job_id"], 1);
+    assert_eq!(json[0]["last_outcome"], "available");
+    assert_eq!(json[0]["next_fire"], "2026-03-08T04:02:00Z");
+    assert_eq!(json[1]["last_outcome"], serde_json::Value::Null);
+}
+
+/// `errand work` runs the scheduler with the config file's schedules (here
+/// one firing every second); a file that does not validate stops it with
+/// exit code 2 and the problem's line.
+#[test]
+fn work_runs_the_configured_schedules_and_refuses_a_bad_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}", dir.path().join("e.db").display());
+    let config = dir.path().join("errand.toml");
+    std::fs::write(
+        &config,
+        "[[schedule]]\nname = \"tick\"\ncron = \"* * * * * *\"\ncommand = [\"/bin/true\"]\n",
+    )
+    .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("errand");
+    let mut child = std::process::Command::new(&bin)
+        .args(["--database", &db, "--config"])
+        .arg(&config)
+        .arg("work")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start errand work");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let fired = loop {
+        let out = errand()
+            .args(["--database", &db, "schedule", "list", "--json"])
+            .output()
+            .expect("run errand");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if json[0]["last_job_id"].is_number() {
+            break json;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("errand work fired no tick in 30 s: {json}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(fired[0]["name"], "tick");
+    assert_eq!(fired[0]["status"], "active");
+
+    std::fs::write(
+        &config,
+        "[[schedule]]\nname = \"bad\"\ncron = \"61 * * * *\"\nkind = \"k\"\n",
+    )
+    .unwrap();
+    let out = errand()
+        .args(["--database", &db, "--config"])
+        .arg(&config)
+        .arg("work")
+        .output()
+        .expect("run errand");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 3") && err.contains("\"bad\"") && err.contains("cron"),
+        "{err}"
+    );
+}

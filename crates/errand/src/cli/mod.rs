@@ -51,7 +51,7 @@ pub(crate) struct Global {
 pub(crate) enum Command {
     /// Run workers, maintenance and the scheduler (and, later, the HTTP API).
     Serve(run::RunArgs),
-    /// Run workers and maintenance only.
+    /// Run workers, maintenance and the scheduler (no HTTP API).
     Work(run::RunArgs),
     /// Create or upgrade the store's schema.
     Migrate,

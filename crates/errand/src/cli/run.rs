@@ -5,6 +5,8 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use errand::{CommandExecutor, Errand};
+use errand_core::schedule::ScheduleFile;
+use errand_engine::SchedulerConfig;
 use errand_engine::executor::command;
 
 use super::config::Config;
@@ -37,7 +39,12 @@ async fn shutdown_signal() {
     }
 }
 
-pub(crate) async fn run(errand: Errand, config: &Config, what: &'static str) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    errand: Errand,
+    config: &Config,
+    schedules: Option<ScheduleFile>,
+    what: &'static str,
+) -> anyhow::Result<()> {
     let mut builder = errand
         .worker()
         .config(config.worker.clone())
@@ -62,11 +69,24 @@ pub(crate) async fn run(errand: Errand, config: &Config, what: &'static str) -> 
     let running = worker.start();
     let stop = CancellationToken::new();
     let maintenance = tokio::spawn(errand.maintenance(config.maintenance.clone()).run(stop.clone()));
+    // With a configuration file its [[schedule]] set is authoritative (an
+    // empty one removes the stored schedules); without one, none runs.
+    let scheduler = schedules.map(|file| {
+        tracing::info!(schedules = file.schedules.len(), "scheduler started");
+        tokio::spawn(
+            errand
+                .scheduler(file.schedules, SchedulerConfig::default())
+                .run(stop.clone()),
+        )
+    });
     shutdown_signal().await;
     tracing::info!(grace = ?config.worker.shutdown_grace, "shutting down: no new jobs are claimed");
     let report = running.shutdown().await;
     stop.cancel();
     let _ = maintenance.await;
+    if let Some(scheduler) = scheduler {
+        let _ = scheduler.await;
+    }
     tracing::info!(
         graceful = report.graceful,
         handed_back = report.handed_back,

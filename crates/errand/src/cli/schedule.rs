@@ -24,6 +24,15 @@ pub(crate) enum ScheduleCmd {
     Check(CheckArgs),
     /// Print the `command` schedules as crontab lines, or manage errand's block in a crontab.
     Crontab(CrontabArgs),
+    /// List the schedules known to the store: next and last fire, last job and its outcome.
+    List,
+}
+
+impl ScheduleCmd {
+    /// Whether the command reads the store (the others are pure).
+    pub(crate) fn needs_store(&self) -> bool {
+        matches!(self, ScheduleCmd::List)
+    }
 }
 
 /// `errand schedule next`.
@@ -101,7 +110,82 @@ pub(crate) fn run(cmd: ScheduleCmd) -> anyhow::Result<i32> {
         ScheduleCmd::Translate(args) => translate(args),
         ScheduleCmd::Check(args) => check(args),
         ScheduleCmd::Crontab(args) => crontab_cmd(args),
+        ScheduleCmd::List => bail!("schedule list needs the store"),
     }
+}
+
+/// `errand schedule list`: every schedule the store knows, removed ones last.
+pub(crate) async fn list(errand: &errand::Errand, as_json: bool) -> anyhow::Result<()> {
+    use errand_core::store::ScheduleOutcome;
+
+    use super::output::{self, Table, opt_time};
+
+    let mut all = errand.store().list_schedules().await?;
+    all.sort_by_key(|s| s.removed_at.is_some());
+    let status = |s: &errand_core::store::ScheduleState| match (s.removed_at, s.enabled) {
+        (Some(_), _) => "removed",
+        (None, false) => "disabled",
+        (None, true) => "active",
+    };
+    if as_json {
+        let rows: Vec<serde_json::Value> = all
+            .iter()
+            .map(|s| {
+                let outcome = match s.last_outcome {
+                    ScheduleOutcome::Never => None,
+                    ScheduleOutcome::Job(state) => Some(state.as_str()),
+                    ScheduleOutcome::Pruned => Some("pruned"),
+                    ScheduleOutcome::SkippedOverlap => Some("skipped_overlap"),
+                };
+                serde_json::json!({
+                    "name": s.name,
+                    "spec": s.spec,
+                    "status": status(s),
+                    "next_fire": s.next_fire,
+                    "last_fire": s.last_fire,
+                    "last_job_id": s.last_job,
+                    "last_outcome": outcome,
+                    "removed_at": s.removed_at,
+                })
+            })
+            .collect();
+        return output::json(&rows);
+    }
+    let mut t = Table::new(vec![
+        "NAME",
+        "STATUS",
+        "NEXT FIRE",
+        "LAST FIRE",
+        "LAST JOB",
+        "LAST OUTCOME",
+        "SPEC",
+    ]);
+    for s in &all {
+        t.row(vec![
+            s.name.clone(),
+            status(s).into(),
+            opt_time(s.next_fire),
+            opt_time(s.last_fire),
+            s.last_job.map_or_else(|| "-".into(), |id| id.to_string()),
+            s.last_outcome.to_string(),
+            s.spec.clone(),
+        ]);
+    }
+    print!("{}", t.render());
+    Ok(())
+}
+
+/// The `[[schedule]]` entries of the configuration file, for `serve` and
+/// `work`; `None` without a configuration file (then no scheduler runs, and
+/// the stored schedules are left alone). A file that does not validate is an
+/// error naming every problem.
+pub(crate) fn from_config(file: Option<&Path>) -> anyhow::Result<Option<ScheduleFile>> {
+    let Some(path) = file else {
+        return Ok(None);
+    };
+    let text = read_file(path)?;
+    let parsed = ScheduleFile::parse(&text).with_context(|| format!("schedules in {}", path.display()))?;
+    Ok(Some(parsed))
 }
 
 fn rfc3339(t: Timestamp, tz: &TimeZone) -> String {

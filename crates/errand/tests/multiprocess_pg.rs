@@ -1,0 +1,364 @@
+//! Scale-out on PostgreSQL, end to end: several `errand work` processes and
+//! several producers share one database (a fresh schema); the process that
+//! leads maintenance is SIGKILLed mid-run. Every job completes exactly once
+//! in the store, none is lost, and the leader role moves to a survivor.
+//!
+//! The server URL comes from `ERRAND_TEST_POSTGRES_URL`. Without it the
+//! test says SKIPPED and passes, unless `CI` is set: then it fails.
+//!
+//! Timing: the maintenance leader's lease is the default 15 s and a
+//! follower asks every 5 s, so the role moves 15-20 s after its holder
+//! dies; the orphaned jobs are rescued then. Deadlines are generous.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use errand::core::{Job, JobFilter, JobState, RetryPolicy, Store};
+use errand::{Errand, NewJob, StoreOptions};
+use errand_postgres::sqlx::{self, Connection as _, PgConnection};
+use jiff::Timestamp;
+use serde_json::json;
+
+use common::{Proc, Scratch};
+
+const URL_VAR: &str = "ERRAND_TEST_POSTGRES_URL";
+
+const CONFIG: &str = r#"
+[worker]
+lease = "2s"
+heartbeat = "500ms"
+poll_interval = "200ms"
+shutdown_grace = "10s"
+queues = { default = 6 }
+
+[maintenance]
+interval = "200ms"
+"#;
+
+/// The server URL; `None` after printing SKIPPED when unset outside CI.
+fn server_url() -> Option<String> {
+    match std::env::var(URL_VAR) {
+        Ok(u) if !u.trim().is_empty() => Some(u),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "{URL_VAR} is not set, and CI is: the multi-process PostgreSQL test must run in CI \
+             (e.g. {URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
+        ),
+        _ => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: {URL_VAR} is not set, so the multi-process PostgreSQL test does not run; \
+                 set it to run it (e.g. {URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh schema, named like the store's own test schemas
+/// (`t_<unix seconds>_<pid>_<n>`) so their sweeper drops it if this test
+/// dies before it can; dropped on drop.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    fn fresh(url: &str) -> Schema {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Schema {
+            url: url.to_owned(),
+            name: format!("t_{secs}_{}_900", std::process::id()),
+        }
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        // Its own thread and runtime: drop may run inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&url).await {
+                    let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The maintenance leader's pid (owners are `maint:<pid>:<hex>`), if the lease is live.
+async fn leader_pid(conn: &mut PgConnection, schema: &str) -> Option<u32> {
+    let row: Option<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT owner, expires_at FROM \"{schema}\".leaders WHERE role = 'maintenance'"
+    ))
+    .fetch_optional(conn)
+    .await
+    .expect("read the leaders table");
+    let (owner, expires_at) = row?;
+    if expires_at <= Timestamp::now().as_microsecond() {
+        return None;
+    }
+    owner.split(':').nth(1)?.parse().ok()
+}
+
+async fn all_jobs(store: &dyn Store) -> Vec<Job> {
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_jobs(&JobFilter {
+                before_id: before,
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("list jobs");
+        out.extend(page.jobs);
+        match page.next_cursor {
+            Some(c) => before = Some(c),
+            None => return out,
+        }
+    }
+}
+
+/// (jobs now completed, the completion counter) over every queue.
+async fn completed(store: &dyn Store) -> (u64, u64) {
+    let qs = store.list_queues(Timestamp::now()).await.expect("list queues");
+    qs.iter().fold((0, 0), |(n, t), q| {
+        (
+            n + q.counts.get(&JobState::Completed).copied().unwrap_or(0),
+            t + q.completed_total,
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_and_producers_share_postgres_and_survive_a_dead_leader() {
+    const WORKERS: usize = 3;
+    const PRODUCERS: usize = 2;
+    const PER_PRODUCER: usize = 1500;
+    const CLI_JOBS: usize = 10;
+    const TOTAL: usize = PRODUCERS * PER_PRODUCER + CLI_JOBS;
+    let Some(url) = server_url() else { return };
+    let schema = Schema::fresh(&url);
+    let s = Scratch::new();
+    std::fs::write(s.path("errand.toml"), CONFIG).unwrap();
+    let effects = s.path("effects.txt");
+    // Each job appends its id to one file: the side effect we count.
+    let line = format!("echo $ERRAND_JOB_ID >> '{}'", effects.display());
+    let command = json!({"argv": ["sh", "-c", line]}).to_string();
+    let pg = |args: &[&str]| {
+        let mut cmd = s.bare();
+        cmd.args(["--database", &url, "--postgres-schema", &schema.name])
+            .args(args);
+        cmd
+    };
+
+    // The schema, by the CLI.
+    common::expect_ok(&["migrate"], pg(&["migrate"]).output().unwrap());
+
+    // Workers; they find the database and schema in the environment.
+    let mut workers: Vec<Option<Proc>> = (0..WORKERS)
+        .map(|i| {
+            let mut cmd = s.bare();
+            cmd.env("ERRAND_DATABASE_URL", &url)
+                .env("ERRAND_POSTGRES_SCHEMA", &schema.name)
+                .arg("work");
+            Some(Proc::spawn(cmd, &s.path(&format!("work-{i}.log"))))
+        })
+        .collect();
+    let logs = |workers: &Vec<Option<Proc>>| {
+        workers
+            .iter()
+            .flatten()
+            .map(|p| format!("--- pid {}\n{}", p.pid(), p.log_text()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    // A few jobs from `errand enqueue` processes.
+    for _ in 0..CLI_JOBS {
+        common::expect_ok(
+            &["enqueue"],
+            pg(&["enqueue", "command", "--args", &command]).output().unwrap(),
+        );
+    }
+
+    // Producers, each with its own connection pool, enqueueing in batches
+    // while the workers work. A rescued job retries after 200 ms.
+    let options = StoreOptions {
+        postgres_schema: Some(schema.name.clone()),
+        ..Default::default()
+    };
+    let mut producers = Vec::new();
+    for _ in 0..PRODUCERS {
+        let store = errand::open_store_with(&url, &options)
+            .await
+            .expect("open a producer's store");
+        let args = command.clone();
+        producers.push(tokio::spawn(async move {
+            let client = Errand::new(store).client();
+            for _ in 0..PER_PRODUCER / 100 {
+                let batch = (0..100)
+                    .map(|_| {
+                        NewJob::new("command", args.clone())
+                            .retry(RetryPolicy::fixed(Duration::from_millis(200)))
+                    })
+                    .collect();
+                client.enqueue_many(batch).await.expect("enqueue a batch");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+    let store: Arc<dyn Store> = errand::open_store_with(&url, &options)
+        .await
+        .expect("open the store");
+    let mut conn = PgConnection::connect(&url).await.expect("connect");
+
+    // Mid-run, SIGKILL the worker that leads maintenance.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        let (done, _) = completed(&*store).await;
+        if let Some(pid) = leader_pid(&mut conn, &schema.name).await
+            && done >= (TOTAL / 5) as u64
+        {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader, or no progress ({done} done):\n{}",
+            logs(&workers)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let victim = workers
+        .iter()
+        .position(|w| w.as_ref().is_some_and(|p| p.pid() == leader))
+        .unwrap_or_else(|| panic!("the leader, pid {leader}, is none of the workers"));
+    let (done_at_kill, _) = completed(&*store).await;
+    workers[victim].as_mut().unwrap().kill9();
+    let killed_at = Instant::now();
+    let victim_log = workers[victim].take().unwrap().log_text();
+    eprintln!("killed the leader (pid {leader}) with {done_at_kill} of {TOTAL} jobs completed");
+    assert!(
+        (done_at_kill as usize) < TOTAL,
+        "the work finished before the kill"
+    );
+
+    for p in producers {
+        p.await.expect("a producer");
+    }
+
+    // The role moves to a survivor.
+    let survivors: Vec<u32> = workers.iter().flatten().map(Proc::pid).collect();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let new_leader = loop {
+        if let Some(pid) = leader_pid(&mut conn, &schema.name).await
+            && pid != leader
+        {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader role did not move:\n{}",
+            logs(&workers)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        survivors.contains(&new_leader),
+        "{new_leader} is not a survivor {survivors:?}"
+    );
+    eprintln!(
+        "the leader role moved to pid {new_leader} {:?} after the kill",
+        killed_at.elapsed()
+    );
+
+    // Every job completes.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let (done, _) = completed(&*store).await;
+        if done as usize == TOTAL {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {TOTAL} jobs completed:\n{}",
+            logs(&workers)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for p in workers.iter_mut().flatten() {
+        p.stop(Duration::from_secs(20));
+    }
+
+    // Exactly once in the store.
+    let jobs = all_jobs(&*store).await;
+    assert_eq!(jobs.len(), TOTAL, "no job lost or added");
+    let mut rescued = 0;
+    for j in &jobs {
+        assert_eq!(j.state, JobState::Completed, "job {}: {j:?}", j.id);
+        assert_eq!(
+            j.errors.len() as i32,
+            j.attempt - 1,
+            "job {}: {:?}",
+            j.id,
+            j.errors
+        );
+        for e in &j.errors {
+            assert!(
+                e.message.starts_with("lease expired"),
+                "job {}: {}",
+                j.id,
+                e.message
+            );
+        }
+        rescued += j.errors.len();
+    }
+    assert_eq!(
+        completed(&*store).await,
+        (TOTAL as u64, TOTAL as u64),
+        "the completion counter counts each job once"
+    );
+    assert!(rescued > 0, "the killed leader held no job:\n{victim_log}");
+
+    // Side effects: at least once per job, at most once per attempt.
+    let text = std::fs::read_to_string(&effects).expect("the effects file");
+    let mut runs: BTreeMap<i64, i32> = BTreeMap::new();
+    for line in text.lines() {
+        let id: i64 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("a torn line: {line:?}"));
+        *runs.entry(id).or_default() += 1;
+    }
+    for j in &jobs {
+        let n = runs.remove(&j.id.0).unwrap_or(0);
+        assert!(
+            (1..=j.attempt).contains(&n),
+            "job {}: {n} effects from {} attempts",
+            j.id,
+            j.attempt
+        );
+    }
+    assert!(runs.is_empty(), "effects of unknown jobs: {runs:?}");
+    eprintln!(
+        "{TOTAL} jobs by {WORKERS} workers and {} producers: {rescued} attempts rescued, {} side effects \
+         repeated, 0 jobs completed twice in the store",
+        PRODUCERS + 1,
+        text.lines().count() - TOTAL
+    );
+}

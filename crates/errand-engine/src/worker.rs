@@ -505,21 +505,32 @@ async fn fetch_loop(shared: Arc<Shared>, q: QueueConfig, tracker: TaskTracker, s
     }
 }
 
-async fn run_job(shared: &Arc<Shared>, job: Job, cancel: CancellationToken, reason: Arc<AtomicU8>) {
+async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, reason: Arc<AtomicU8>) {
     let token = job.lease.as_ref().map_or(0, |l| l.token);
     let now = shared.rt.clock.now();
     let executor = shared.executors.get(&job.kind);
+    // The context takes the job's strings instead of copying them.
+    let ctx = JobContext::new(ContextParts {
+        id: job.id,
+        attempt: job.attempt,
+        max_attempts: job.max_attempts,
+        tenant: job.tenant.take(),
+        queue: std::mem::take(&mut job.queue),
+        kind: std::mem::take(&mut job.kind),
+        created_at: job.created_at,
+        lease_token: token,
+        worker: shared.id.clone(),
+        store: shared.rt.store.clone(),
+        cancel,
+    });
     let finish = if job.expires_at.is_some_and(|e| e <= now) {
         Finish::Expire
     } else {
         let outcome = match executor {
             None => Some(Outcome::Retryable {
-                error: format!(
-                    "no handler is registered for kind {:?} on worker {}",
-                    job.kind, shared.id
-                ),
+                error: format!("no handler is registered for kind {:?} on worker {}", ctx.kind(), shared.id),
             }),
-            Some(executor) => execute(shared, &job, executor.as_ref(), token, cancel, &reason).await,
+            Some(executor) => execute(shared, &ctx, &job, executor.as_ref(), &reason).await,
         };
         match outcome {
             None => Finish::HandBack,
@@ -527,7 +538,7 @@ async fn run_job(shared: &Arc<Shared>, job: Job, cancel: CancellationToken, reas
                 let policy = RetryPolicy::pick(
                     job.retry.as_ref(),
                     executor.and_then(|e| e.retry_policy()),
-                    shared.queue_retry.get(&job.queue),
+                    shared.queue_retry.get(ctx.queue()),
                     &shared.config.default_retry,
                 );
                 let attempt = Attempt {
@@ -536,57 +547,35 @@ async fn run_job(shared: &Arc<Shared>, job: Job, cancel: CancellationToken, reas
                     worker: Some(&shared.id),
                 };
                 let finished_at = shared.rt.clock.now();
-                let unit = if policy.jitter > 0.0 {
-                    rand::random::<f64>()
-                } else {
-                    0.5
-                };
+                let unit = if policy.jitter > 0.0 { rand::random::<f64>() } else { 0.5 };
                 lifecycle::resolve(attempt, outcome, policy, finished_at, unit)
             }
         }
     };
     match &finish {
         Finish::Retry { error, .. } | Finish::Discard { error } => tracing::warn!(
-            job_id = %job.id, queue = %job.queue, kind = %job.kind, attempt = job.attempt,
-            tenant = job.tenant.as_deref().unwrap_or(""), error = %error.message,
+            job_id = %job.id, queue = %ctx.queue(), kind = %ctx.kind(), attempt = job.attempt,
+            tenant = ctx.tenant().unwrap_or(""), error = %error.message,
             discarded = matches!(finish, Finish::Discard { .. }), "job failed"
         ),
         _ => tracing::debug!(
-            job_id = %job.id, queue = %job.queue, kind = %job.kind, attempt = job.attempt,
-            tenant = job.tenant.as_deref().unwrap_or(""), state = %finish.target_state(), "job finished"
+            job_id = %job.id, queue = %ctx.queue(), kind = %ctx.kind(), attempt = job.attempt,
+            tenant = ctx.tenant().unwrap_or(""), state = %finish.target_state(), "job finished"
         ),
     }
-    let _ = shared.done_tx.send(Done {
-        id: job.id,
-        token,
-        finish,
-    });
+    let _ = shared.done_tx.send(Done { id: job.id, token, finish });
 }
 
 /// Runs the attempt; `None` means it was cut off by shutdown and goes back.
 async fn execute(
     shared: &Arc<Shared>,
+    ctx: &JobContext,
     job: &Job,
     executor: &dyn Executor,
-    token: i64,
-    cancel: CancellationToken,
     reason: &AtomicU8,
 ) -> Option<Outcome> {
-    let ctx = JobContext::new(ContextParts {
-        id: job.id,
-        attempt: job.attempt,
-        max_attempts: job.max_attempts,
-        tenant: job.tenant.clone(),
-        queue: job.queue.clone(),
-        kind: job.kind.clone(),
-        created_at: job.created_at,
-        lease_token: token,
-        worker: shared.id.clone(),
-        store: shared.rt.store.clone(),
-        cancel,
-    });
     let timeout = job.timeout.or_else(|| executor.timeout());
-    let run = AssertUnwindSafe(executor.execute(&ctx, &job.args)).catch_unwind();
+    let run = AssertUnwindSafe(executor.execute(ctx, &job.args)).catch_unwind();
     let bounded = async {
         match timeout {
             Some(t) => tokio::time::timeout(t, run).await.ok(),

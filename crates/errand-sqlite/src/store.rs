@@ -249,8 +249,14 @@ fn complete(
     let now_us = to_micros(now);
     let mut totals = Totals::default();
     let mut out = Vec::with_capacity(items.len());
+    // One prepared statement per kind of finish, looked up once per batch.
+    let mut statements: [Option<rusqlite::CachedStatement<'_>>; 7] = Default::default();
     for c in items {
-        let mut st = conn.prepare_cached(finish_sql(&c.finish)).map_err(err)?;
+        let slot = &mut statements[finish_index(&c.finish)];
+        if slot.is_none() {
+            *slot = Some(conn.prepare_cached(finish_sql(&c.finish)).map_err(err)?);
+        }
+        let st = slot.as_mut().expect("prepared above");
         let (time, text): (i64, Option<String>) = match &c.finish {
             Finish::Complete { result } => (now_us, result.clone()),
             Finish::Retry { at, error } => (to_micros(*at), Some(json(error)?)),

@@ -80,25 +80,35 @@ fn run_loop(conn: Connection, rx: mpsc::Receiver<Command>, max_group: usize) {
             }
             continue;
         }
-        for cmd in group.drain(..) {
-            let single = conn.execute_batch("SAVEPOINT cmd").is_ok();
+        let commit_err = if group.len() == 1 {
+            // Alone in its transaction, a command needs no savepoint: a
+            // failure rolls the whole transaction back.
+            let cmd = group.pop().expect("one command");
             let (ok, reply) = cmd(Ok(&conn));
-            if single {
-                let end = if ok {
-                    "RELEASE cmd"
-                } else {
-                    "ROLLBACK TO cmd; RELEASE cmd"
-                };
-                if let Err(e) = conn.execute_batch(end) {
-                    tracing::error!(error = %e, "SQLite savepoint failed");
-                }
-            }
             replies.push(reply);
-        }
-        let commit_err = conn.execute_batch("COMMIT").err().map(|e| e.to_string());
+            if ok { exec(&conn, "COMMIT").err() } else { exec(&conn, "ROLLBACK").err() }
+        } else {
+            for cmd in group.drain(..) {
+                let single = exec(&conn, "SAVEPOINT cmd").is_ok();
+                let (ok, reply) = cmd(Ok(&conn));
+                if single {
+                    let end = if ok {
+                        exec(&conn, "RELEASE cmd")
+                    } else {
+                        exec(&conn, "ROLLBACK TO cmd").and_then(|_| exec(&conn, "RELEASE cmd"))
+                    };
+                    if let Err(e) = end {
+                        tracing::error!(error = %e, "SQLite savepoint failed");
+                    }
+                }
+                replies.push(reply);
+            }
+            exec(&conn, "COMMIT").err()
+        };
+        let commit_err = commit_err.map(|e| e.to_string());
         if let Some(e) = &commit_err {
             tracing::error!(error = %e, "SQLite commit failed");
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec(&conn, "ROLLBACK");
         }
         for reply in replies.drain(..) {
             reply(commit_err.as_deref());
@@ -106,12 +116,19 @@ fn run_loop(conn: Connection, rx: mpsc::Receiver<Command>, max_group: usize) {
     }
 }
 
+/// Runs a transaction-control statement through the statement cache (they
+/// run several times per group; parsing them each time costs more than the work).
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 /// `BEGIN IMMEDIATE`, retried while another process holds the write lock
 /// beyond the busy timeout's own retries.
 fn begin(conn: &Connection) -> rusqlite::Result<()> {
     let mut tries = 0;
     loop {
-        match conn.execute_batch("BEGIN IMMEDIATE") {
+        match exec(conn, "BEGIN IMMEDIATE") {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 5 =>
             {

@@ -21,12 +21,23 @@ fn micros(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// Whether an insert notifies listeners inside its own transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notify {
+    /// In the transaction: listeners hear only if it commits (the
+    /// application's own transactions, schedule ticks).
+    InTransaction,
+    /// Not at all: the caller notifies after its commit (see `insert_jobs_quiet.sql`).
+    AfterCommit,
+}
+
 /// Inserts every job of `jobs` with one statement. Returns (id, state) in input order.
 pub(crate) async fn insert_rows(
     conn: &mut PgConnection,
     sql: &Sql,
     jobs: &[&ValidJob],
     now: Timestamp,
+    notify: Notify,
 ) -> Result<Vec<(JobId, JobState)>, StoreError> {
     if jobs.is_empty() {
         return Ok(Vec::new());
@@ -67,7 +78,11 @@ pub(crate) async fn insert_rows(
         meta.push(j.meta.as_str());
         retry.push(j.retry.as_ref().map(json).transpose()?);
     }
-    let rows = sqlx::query(&sql.insert_jobs)
+    let statement = match notify {
+        Notify::InTransaction => &sql.insert_jobs,
+        Notify::AfterCommit => &sql.insert_jobs_quiet,
+    };
+    let rows = sqlx::query(statement)
         .bind(to_micros(now))
         .bind(tenant)
         .bind(queue)
@@ -131,6 +146,7 @@ pub(crate) async fn insert_unique(
     schema: &str,
     jobs: &[ValidJob],
     now: Timestamp,
+    notify: Notify,
 ) -> Result<Vec<Inserted>, StoreError> {
     let now_us = to_micros(now);
 
@@ -236,7 +252,7 @@ pub(crate) async fn insert_unique(
         to_insert.push(j);
     }
 
-    let written = insert_rows(conn, sql, &to_insert, now).await?;
+    let written = insert_rows(conn, sql, &to_insert, now, notify).await?;
     let resolve = |e: Either| match e {
         Either::Stored(id) => JobId(id),
         Either::New(i) => written[i].0,
@@ -264,9 +280,10 @@ pub(crate) async fn insert_plain(
     sql: &Sql,
     jobs: &[ValidJob],
     now: Timestamp,
+    notify: Notify,
 ) -> Result<Vec<Inserted>, StoreError> {
     let refs: Vec<&ValidJob> = jobs.iter().collect();
-    Ok(insert_rows(conn, sql, &refs, now)
+    Ok(insert_rows(conn, sql, &refs, now, notify)
         .await?
         .into_iter()
         .map(|(id, state)| Inserted {

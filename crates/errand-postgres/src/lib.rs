@@ -89,6 +89,7 @@ struct Inner {
     listener_pool: PgPool,
     listener_task: OnceLock<JoinHandle<()>>,
     wakeups: Arc<Wakeups>,
+    notifier: listener::Notifier,
 }
 
 impl Drop for Inner {
@@ -198,6 +199,7 @@ impl PostgresStore {
                     // LISTEN waits are not statements, but be explicit.
                     .options([("statement_timeout", "0")]),
             );
+        let notifier = listener::Notifier::spawn(pool.clone(), sql::channel(&config.schema));
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 sql: Sql::new(&config.schema),
@@ -207,6 +209,7 @@ impl PostgresStore {
                 listener_pool,
                 listener_task: OnceLock::new(),
                 wakeups: Wakeups::new(config.poll_interval),
+                notifier,
             }),
         })
     }

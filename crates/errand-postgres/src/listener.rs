@@ -116,3 +116,44 @@ async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error>
     listener.listen(channel).await?;
     Ok(listener)
 }
+
+/// Sends NOTIFYs for inserts made outside the application's transactions,
+/// after their commit, from its own short transactions. Names that arrive
+/// while one NOTIFY is in flight are sent together, once each.
+pub(crate) struct Notifier {
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl Notifier {
+    /// Starts the notifier task on `pool` for `channel`.
+    pub(crate) fn spawn(pool: PgPool, channel: String) -> Notifier {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            let mut queues: Vec<String> = Vec::new();
+            while let Some(q) = rx.recv().await {
+                queues.push(q);
+                while let Ok(q) = rx.try_recv() {
+                    queues.push(q);
+                }
+                queues.sort_unstable();
+                queues.dedup();
+                let sent = sqlx::query("SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q")
+                    .bind(&channel)
+                    .bind(&queues)
+                    .execute(&pool)
+                    .await;
+                if let Err(e) = sent {
+                    // Wake-ups are hints: listeners also poll.
+                    tracing::debug!(channel, error = %crate::error::one_line(&e.to_string()), "cannot notify");
+                }
+                queues.clear();
+            }
+        });
+        Notifier { tx }
+    }
+
+    /// Asks for a NOTIFY of `queue` (sent soon, after the caller's commit).
+    pub(crate) fn notify(&self, queue: &str) {
+        let _ = self.tx.send(queue.to_owned());
+    }
+}

@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use crate::PostgresStore;
 use crate::error::db;
-use crate::insert::{insert_plain, insert_unique, needs_unique_check};
+use crate::insert::{Notify, insert_plain, insert_unique, needs_unique_check};
 use crate::migrate::lock_key;
 
 impl PostgresStore {
@@ -135,9 +135,17 @@ impl PostgresStore {
         }
         let jobs = vec![job];
         let mut inserted = if needs_unique_check(&jobs) {
-            insert_unique(&mut tx, sql, &self.inner.schema, &jobs, now).await?
+            insert_unique(
+                &mut tx,
+                sql,
+                &self.inner.schema,
+                &jobs,
+                now,
+                Notify::InTransaction,
+            )
+            .await?
         } else {
-            insert_plain(&mut tx, sql, &jobs, now).await?
+            insert_plain(&mut tx, sql, &jobs, now, Notify::InTransaction).await?
         };
         let inserted = inserted
             .pop()

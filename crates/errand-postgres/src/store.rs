@@ -18,7 +18,7 @@ use sqlx::{Acquire, Row};
 use crate::PostgresStore;
 use crate::complete::complete_rows;
 use crate::error::{db, json};
-use crate::insert::{insert_plain, insert_unique, needs_unique_check};
+use crate::insert::{Notify, insert_plain, insert_unique, needs_unique_check};
 use crate::row;
 
 fn scope_tenant(scope: &Scope) -> Option<&str> {
@@ -71,15 +71,23 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let sql = &self.inner.sql;
-        if needs_unique_check(&jobs) {
+        let out = if needs_unique_check(&jobs) {
             let mut tx = self.inner.pool.begin().await.map_err(db)?;
-            let out = insert_unique(&mut tx, sql, &self.inner.schema, &jobs, now).await?;
+            let out =
+                insert_unique(&mut tx, sql, &self.inner.schema, &jobs, now, Notify::AfterCommit).await?;
             tx.commit().await.map_err(db)?;
-            Ok(out)
+            out
         } else {
             let mut conn = self.inner.pool.acquire().await.map_err(db)?;
-            insert_plain(&mut conn, sql, &jobs, now).await
+            insert_plain(&mut conn, sql, &jobs, now, Notify::AfterCommit).await?
+        };
+        // Committed: wake other processes' workers of the queues that got available jobs.
+        for (job, ins) in jobs.iter().zip(&out) {
+            if !ins.duplicate && ins.state == JobState::Available {
+                self.inner.notifier.notify(&job.queue);
+            }
         }
+        Ok(out)
     }
 
     async fn claim_available(&self, req: ClaimRequest) -> Result<Vec<Job>, StoreError> {

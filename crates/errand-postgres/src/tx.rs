@@ -8,7 +8,7 @@ use sqlx::{Connection, PgConnection};
 use crate::PostgresStore;
 use crate::complete::complete_rows;
 use crate::error::db;
-use crate::insert::{insert_plain, insert_unique, needs_unique_check};
+use crate::insert::{Notify, insert_plain, insert_unique, needs_unique_check};
 
 impl PostgresStore {
     /// Inserts jobs on `conn`, normally the application's open transaction:
@@ -48,11 +48,19 @@ impl PostgresStore {
             // A savepoint inside the caller's transaction, or a transaction
             // of its own on a bare connection.
             let mut sp = conn.begin().await.map_err(db)?;
-            let out = insert_unique(&mut sp, sql, &self.inner.schema, &jobs, now).await?;
+            let out = insert_unique(
+                &mut sp,
+                sql,
+                &self.inner.schema,
+                &jobs,
+                now,
+                Notify::InTransaction,
+            )
+            .await?;
             sp.commit().await.map_err(db)?;
             Ok(out)
         } else {
-            insert_plain(conn, sql, &jobs, now).await
+            insert_plain(conn, sql, &jobs, now, Notify::InTransaction).await
         }
     }
 

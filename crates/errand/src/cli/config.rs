@@ -54,6 +54,7 @@ struct RawMaintenance {
     interval: Option<String>,
     retention: Option<String>,
     prune_interval: Option<String>,
+    leader_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,6 +226,12 @@ impl Config {
         if let Some(d) = duration("maintenance.prune_interval", &raw.maintenance.prune_interval)? {
             maintenance.prune_interval = d;
         }
+        if let Some(d) = duration("maintenance.leader_ttl", &raw.maintenance.leader_ttl)? {
+            if d < Duration::from_secs(1) {
+                bail!("maintenance.leader_ttl: must be at least 1s");
+            }
+            maintenance.leader_ttl = d;
+        }
         for (name, q) in &raw.queue {
             errand_core::validate::queue_name("queue", name).map_err(|e| anyhow::anyhow!("{e}"))?;
             if let Some(keep) = duration(&format!("queue.{name}.retention"), &q.retention)? {
@@ -336,6 +343,14 @@ mod tests {
             toml::from_str::<RawFile>("typo = 1").is_err(),
             "unknown keys are refused"
         );
+    }
+
+    #[test]
+    fn leader_ttl_is_configurable() {
+        let c = build("[maintenance]\nleader_ttl = \"3s\"\n", Overrides::default()).unwrap();
+        assert_eq!(c.maintenance.leader_ttl, Duration::from_secs(3));
+        let err = build("[maintenance]\nleader_ttl = \"10ms\"\n", Overrides::default()).unwrap_err();
+        assert!(err.to_string().starts_with("maintenance.leader_ttl"), "{err}");
     }
 
     #[test]

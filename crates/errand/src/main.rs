@@ -108,7 +108,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         if let Command::Bench(a) = &cli.command {
-            return cli::bench::run(a, &config, cli.global.json).await;
+            return match &a.what {
+                Some(cli::BenchWhat::Schedule(s)) => cli::bench_schedule::run(s, &config, cli.global.json).await,
+                None => cli::bench::run(&a.jobs, &config, cli.global.json).await,
+            };
         }
         let store = errand::open_store_with(&config.database, &config.store).await?;
         let errand = Errand::new(store);

@@ -2,6 +2,7 @@
 //! module per command family.
 
 pub(crate) mod bench;
+pub(crate) mod bench_schedule;
 pub(crate) mod config;
 pub(crate) mod jobs;
 pub(crate) mod output;
@@ -63,11 +64,28 @@ pub(crate) enum Command {
     /// Inspect, pause and resume queues.
     #[command(subcommand)]
     Queues(jobs::QueuesCmd),
-    /// Measure enqueue and processing throughput and latency.
-    Bench(bench::BenchArgs),
+    /// Measure enqueue and processing throughput and latency (`bench schedule`: the scheduler).
+    Bench(BenchCmd),
     /// Schedules: next fire times, translation to cron, crontab management.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCmd),
+}
+
+/// `errand bench [schedule]`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct BenchCmd {
+    #[command(subcommand)]
+    pub(crate) what: Option<BenchWhat>,
+    #[command(flatten)]
+    pub(crate) jobs: bench::BenchArgs,
+}
+
+/// What `errand bench` measures besides jobs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchWhat {
+    /// Next-fire computation, and the scheduler with many active schedules.
+    Schedule(bench_schedule::ScheduleBenchArgs),
 }
 
 impl Global {

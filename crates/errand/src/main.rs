@@ -109,7 +109,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     rt.block_on(async move {
         if let Command::Bench(a) = &cli.command {
             return match &a.what {
-                Some(cli::BenchWhat::Schedule(s)) => cli::bench_schedule::run(s, &config, cli.global.json).await,
+                Some(cli::BenchWhat::Schedule(s)) => {
+                    cli::bench_schedule::run(s, &config, cli.global.json).await
+                }
                 None => cli::bench::run(&a.jobs, &config, cli.global.json).await,
             };
         }

@@ -99,6 +99,9 @@ struct Inner {
     writer: writer::Writer,
     readers: reader::Readers,
     watch: watch::Watch,
+    /// Queues known to exist (committed; queues are never deleted), so a
+    /// single insert into one of them is one statement with no savepoint.
+    known_queues: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -129,6 +132,7 @@ impl SqliteStore {
                 writer,
                 readers,
                 watch,
+                known_queues: Default::default(),
             }),
         })
     }

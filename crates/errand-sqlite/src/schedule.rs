@@ -128,7 +128,7 @@ pub(crate) fn fire(conn: &Connection, tick: ScheduleTick, now: Timestamp) -> Res
             return Ok(TickResult::SkippedOverlap { running: JobId(id) });
         }
     }
-    let inserted = crate::store::insert_all(conn, vec![job], now)?
+    let inserted = crate::store::insert_all(conn, vec![job], now, true)?
         .pop()
         .ok_or_else(|| StoreError::Backend("inserting a tick's job returned nothing".into()))?;
     conn.prepare_cached("UPDATE schedule_ticks SET job_id = ?3 WHERE schedule = ?1 AND fire_at = ?2")

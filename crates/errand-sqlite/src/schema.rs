@@ -6,6 +6,11 @@ use errand_core::StoreError;
 
 use crate::{Durability, SqliteConfig};
 
+/// The WAL size (pages) at which a committing writer checkpoints by itself.
+/// Normally the watcher thread checkpoints long before (see `watch.rs`), so
+/// the writer thread never spends its time copying pages; this is the fallback.
+pub(crate) const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = 2;
 
@@ -51,7 +56,8 @@ pub(crate) fn connect(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
         )));
     }
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000;"
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000; \
+         PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};"
     ))
     .map_err(sqlite_err)?;
     conn.set_prepared_statement_cache_capacity(64);

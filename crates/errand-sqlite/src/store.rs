@@ -26,6 +26,8 @@ const FIND_UNIQUE: &str = include_str!("../sql/find_unique.sql");
 const RESCUE: &str = include_str!("../sql/rescue_expired_leases.sql");
 const PROMOTE: &str = include_str!("../sql/promote_due.sql");
 const EXPIRE: &str = include_str!("../sql/expire_due.sql");
+const PRUNE_CANDIDATES: &str = include_str!("../sql/prune_candidates.sql");
+const PRUNE: &str = include_str!("../sql/prune_finished.sql");
 
 // See sql/complete.sql for the fencing rule these share.
 const FENCE: &str = "WHERE id = ?1 AND state = 'running' AND lease_token = ?2 RETURNING queue";
@@ -136,14 +138,16 @@ impl Totals {
     }
 }
 
+/// Inserts `jobs`; with `create_queues`, first makes sure their queues exist.
 pub(crate) fn insert_all(
     conn: &Connection,
     jobs: Vec<ValidJob>,
     now: Timestamp,
+    create_queues: bool,
 ) -> Result<Vec<Inserted>, StoreError> {
     let now_us = to_micros(now);
     let mut out = Vec::with_capacity(jobs.len());
-    {
+    if create_queues {
         let mut queue = conn
             .prepare_cached("INSERT OR IGNORE INTO queues (name, created_at) VALUES (?1, ?2)")
             .map_err(err)?;
@@ -555,17 +559,43 @@ impl Store for SqliteStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        self.inner
+        let known = {
+            let known = self.inner.known_queues.read().unwrap_or_else(|e| e.into_inner());
+            jobs.iter().all(|j| known.contains(&j.queue))
+        };
+        if known && jobs.len() == 1 {
+            // One INSERT (after a unique-key read, if any): atomic on its own.
+            return self
+                .inner
+                .writer
+                .run_one_statement(move |conn| insert_all(conn, jobs, now, false))
+                .await;
+        }
+        let mut queues: Vec<String> = jobs.iter().map(|j| j.queue.clone()).collect();
+        queues.sort_unstable();
+        queues.dedup();
+        let out = self
+            .inner
             .writer
-            .run(move |conn| insert_all(conn, jobs, now))
-            .await
+            .run(move |conn| insert_all(conn, jobs, now, true))
+            .await?;
+        // Committed: the queues exist from now on.
+        self.inner
+            .known_queues
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(queues);
+        Ok(out)
     }
 
     async fn claim_available(&self, req: ClaimRequest) -> Result<Vec<Job>, StoreError> {
         if req.limit == 0 {
             return Ok(Vec::new());
         }
-        self.inner.writer.run(move |conn| claim(conn, &req)).await
+        self.inner
+            .writer
+            .run_one_statement(move |conn| claim(conn, &req))
+            .await
     }
 
     async fn complete_batch(
@@ -691,25 +721,29 @@ impl Store for SqliteStore {
     }
 
     async fn prune_finished(&self, req: &PruneRequest) -> Result<u64, StoreError> {
-        let req = req.clone();
+        let before = to_micros(req.finished_before);
+        let (queue, except, limit) = (req.queue.clone(), json(&req.except_queues)?, req.limit as i64);
+        let ids: Vec<i64> = self
+            .read(move |conn| {
+                let mut st = conn.prepare_cached(PRUNE_CANDIDATES).map_err(err)?;
+                let rows = st
+                    .query_map(params![queue, before, except, limit], |r| r.get(0))
+                    .map_err(err)?;
+                rows.collect::<Result<_, _>>().map_err(err)
+            })
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids = json(&ids)?;
         self.inner
             .writer
-            .run(move |conn| {
-                let before = to_micros(req.finished_before);
-                let n = match &req.queue {
-                    Some(q) => conn.execute(
-                        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_finished \
-                         WHERE queue = ?1 AND finished_at IS NOT NULL AND finished_at < ?2 LIMIT ?3)",
-                        params![q, before, req.limit as i64],
-                    ),
-                    None => conn.execute(
-                        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_finished \
-                         WHERE finished_at IS NOT NULL AND finished_at < ?1 \
-                           AND queue NOT IN (SELECT value FROM json_each(?2)) LIMIT ?3)",
-                        params![before, json(&req.except_queues)?, req.limit as i64],
-                    ),
-                }
-                .map_err(err)?;
+            .run_one_statement(move |conn| {
+                let n = conn
+                    .prepare_cached(PRUNE)
+                    .map_err(err)?
+                    .execute(params![ids, before])
+                    .map_err(err)?;
                 Ok(n as u64)
             })
             .await

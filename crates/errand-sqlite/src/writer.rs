@@ -14,7 +14,14 @@ type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 /// A command: runs inside the group transaction (in its own savepoint) and
 /// says whether it succeeded. It is given the error instead of a connection
 /// when no transaction could be started.
-type Command = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Reply) + Send>;
+type Run = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Reply) + Send>;
+
+struct Command {
+    run: Run,
+    /// Whether the command needs a savepoint of its own: true unless it runs
+    /// exactly one statement, which SQLite makes atomic by itself.
+    savepoint: bool,
+}
 
 pub(crate) struct Writer {
     tx: mpsc::Sender<Command>,
@@ -30,14 +37,34 @@ impl Writer {
         Writer { tx }
     }
 
-    /// Runs `f` in the next group transaction; resolves after the commit.
+    /// Runs `f` in the next group transaction, in a savepoint of its own;
+    /// resolves after the commit.
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit(f, true).await
+    }
+
+    /// Like [`Writer::run`] for an `f` that writes with exactly one SQL
+    /// statement (reads aside): SQLite makes a statement atomic by itself, so
+    /// no savepoint is needed.
+    pub(crate) async fn run_one_statement<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(f, false).await
+    }
+
+    async fn submit<T, F>(&self, f: F, savepoint: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (reply_tx, reply_rx) = oneshot::channel();
-        let cmd: Command = Box::new(move |conn| {
+        let run: Run = Box::new(move |conn| {
             let result = match conn {
                 Ok(conn) => f(conn),
                 Err(e) => Err(StoreError::Backend(format!(
@@ -54,7 +81,9 @@ impl Writer {
             });
             (ok, reply)
         });
-        self.tx.send(cmd).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Command { run, savepoint })
+            .map_err(|_| StoreError::Closed)?;
         reply_rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -75,7 +104,7 @@ fn run_loop(conn: Connection, rx: mpsc::Receiver<Command>, max_group: usize) {
             tracing::error!(error = %msg, "SQLite writer cannot begin a transaction");
             for cmd in group.drain(..) {
                 // Never run a command outside a transaction: fail it instead.
-                let (_, reply) = cmd(Err(&msg));
+                let (_, reply) = (cmd.run)(Err(&msg));
                 reply(None);
             }
             continue;
@@ -84,13 +113,17 @@ fn run_loop(conn: Connection, rx: mpsc::Receiver<Command>, max_group: usize) {
             // Alone in its transaction, a command needs no savepoint: a
             // failure rolls the whole transaction back.
             let cmd = group.pop().expect("one command");
-            let (ok, reply) = cmd(Ok(&conn));
+            let (ok, reply) = (cmd.run)(Ok(&conn));
             replies.push(reply);
-            if ok { exec(&conn, "COMMIT").err() } else { exec(&conn, "ROLLBACK").err() }
+            if ok {
+                exec(&conn, "COMMIT").err()
+            } else {
+                exec(&conn, "ROLLBACK").err()
+            }
         } else {
             for cmd in group.drain(..) {
-                let single = exec(&conn, "SAVEPOINT cmd").is_ok();
-                let (ok, reply) = cmd(Ok(&conn));
+                let single = cmd.savepoint && exec(&conn, "SAVEPOINT cmd").is_ok();
+                let (ok, reply) = (cmd.run)(Ok(&conn));
                 if single {
                     let end = if ok {
                         exec(&conn, "RELEASE cmd")

@@ -528,7 +528,11 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
     } else {
         let outcome = match executor {
             None => Some(Outcome::Retryable {
-                error: format!("no handler is registered for kind {:?} on worker {}", ctx.kind(), shared.id),
+                error: format!(
+                    "no handler is registered for kind {:?} on worker {}",
+                    ctx.kind(),
+                    shared.id
+                ),
             }),
             Some(executor) => execute(shared, &ctx, &job, executor.as_ref(), &reason).await,
         };
@@ -547,7 +551,11 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
                     worker: Some(&shared.id),
                 };
                 let finished_at = shared.rt.clock.now();
-                let unit = if policy.jitter > 0.0 { rand::random::<f64>() } else { 0.5 };
+                let unit = if policy.jitter > 0.0 {
+                    rand::random::<f64>()
+                } else {
+                    0.5
+                };
                 lifecycle::resolve(attempt, outcome, policy, finished_at, unit)
             }
         }
@@ -563,7 +571,11 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
             tenant = ctx.tenant().unwrap_or(""), state = %finish.target_state(), "job finished"
         ),
     }
-    let _ = shared.done_tx.send(Done { id: job.id, token, finish });
+    let _ = shared.done_tx.send(Done {
+        id: job.id,
+        token,
+        finish,
+    });
 }
 
 /// Runs the attempt; `None` means it was cut off by shutdown and goes back.

@@ -31,7 +31,8 @@ struct Resizer;
 
 impl Handler<Resize> for Resizer {
     async fn perform(&self, ctx: &JobContext, args: Resize) -> Result<(), JobError> {
-        ctx.progress(50.0, Some(format!("resizing {}", args.image))).await?;
+        ctx.progress(50.0, Some(format!("resizing {}", args.image)))
+            .await?;
         ctx.set_result(&serde_json::json!({ "thumbnail": format!("{}@{}w", args.image, args.width) }))?;
         Ok(())
     }
@@ -75,23 +76,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let errand = Errand::new(errand::open_store(&url).await?);
     let client = errand.client();
 
-    client.enqueue_args(&Resize { image: "cat.png".into(), width: 128 }).await?;
-    client.enqueue_args(&Resize { image: "dog.png".into(), width: 256 }).await?;
-    client.enqueue_args(&Email { to: "ada@example.com".into() }).await?;
+    client
+        .enqueue_args(&Resize {
+            image: "cat.png".into(),
+            width: 128,
+        })
+        .await?;
+    client
+        .enqueue_args(&Resize {
+            image: "dog.png".into(),
+            width: 256,
+        })
+        .await?;
+    client
+        .enqueue_args(&Email {
+            to: "ada@example.com".into(),
+        })
+        .await?;
 
     let worker = errand
         .worker()
         .queue("default", 4)
         .queue("media", 2)
         .register(Resizer)
-        .register(Mailer { attempts: Arc::new(AtomicU32::new(0)) })
+        .register(Mailer {
+            attempts: Arc::new(AtomicU32::new(0)),
+        })
         .build()?
         .start();
     // Maintenance promotes the retried e-mail when its backoff is over.
     let stop = tokio_util::sync::CancellationToken::new();
     let maintenance = tokio::spawn(
         errand
-            .maintenance(errand::MaintenanceConfig { interval: Duration::from_millis(50), ..Default::default() })
+            .maintenance(errand::MaintenanceConfig {
+                interval: Duration::from_millis(50),
+                ..Default::default()
+            })
             .run(stop.clone()),
     );
 
@@ -103,7 +123,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     stop.cancel();
     maintenance.await?;
 
-    let page = client.jobs(&JobFilter { scope: Scope::All, ..Default::default() }).await?;
+    let page = client
+        .jobs(&JobFilter {
+            scope: Scope::All,
+            ..Default::default()
+        })
+        .await?;
     for job in page.jobs.iter().rev() {
         println!(
             "job {} {:<13} {:<9} attempt {} result {}",

@@ -91,14 +91,30 @@ impl Writer {
 fn run_loop(conn: Connection, rx: mpsc::Receiver<Command>, max_group: usize) {
     let mut group: Vec<Command> = Vec::with_capacity(max_group);
     let mut replies: Vec<Reply> = Vec::with_capacity(max_group);
-    while let Ok(first) = rx.recv() {
+    let mut last_group = 0usize;
+    loop {
+        // With concurrent callers (the last group had several commands), the
+        // next ones arrive within microseconds of their replies: yield for a
+        // moment to gather them instead of sleeping and being woken per command.
+        let concurrent = last_group > 1;
+        let first = match gather_one(&rx, concurrent) {
+            Some(cmd) => cmd,
+            None => break,
+        };
         group.push(first);
+        let until = std::time::Instant::now() + GATHER;
         while group.len() < max_group {
             match rx.try_recv() {
                 Ok(cmd) => group.push(cmd),
+                Err(mpsc::TryRecvError::Empty)
+                    if concurrent && group.len() < last_group && std::time::Instant::now() < until =>
+                {
+                    std::thread::yield_now();
+                }
                 Err(_) => break,
             }
         }
+        last_group = group.len();
         if let Err(e) = begin(&conn) {
             let msg = e.to_string();
             tracing::error!(error = %msg, "SQLite writer cannot begin a transaction");
@@ -147,6 +163,25 @@ fn run_loop(conn: Connection, rx: mpsc::Receiver<Command>, max_group: usize) {
             reply(commit_err.as_deref());
         }
     }
+}
+
+/// How long the writer waits for more commands when callers are concurrent.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The next command: yielding briefly first when callers are concurrent,
+/// then blocking. `None` when every sender is gone.
+fn gather_one(rx: &mpsc::Receiver<Command>, concurrent: bool) -> Option<Command> {
+    if concurrent {
+        let until = std::time::Instant::now() + GATHER;
+        while std::time::Instant::now() < until {
+            match rx.try_recv() {
+                Ok(cmd) => return Some(cmd),
+                Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+                Err(mpsc::TryRecvError::Disconnected) => return None,
+            }
+        }
+    }
+    rx.recv().ok()
 }
 
 /// Runs a transaction-control statement through the statement cache (they

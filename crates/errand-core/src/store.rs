@@ -270,7 +270,24 @@ pub trait Store: Send + Sync + 'static {
     /// any number of schedulers racing on one store make one job per tick.
     /// With `skip_while_running` and the last run's job unfinished, the tick
     /// is recorded as skipped instead; with no job, only the next fire time moves.
-    async fn fire_schedule_tick(&self, tick: ScheduleTick, now: Timestamp) -> Result<TickResult, StoreError>;
+    async fn fire_schedule_tick(&self, tick: ScheduleTick, now: Timestamp) -> Result<TickResult, StoreError> {
+        self.fire_schedule_ticks(vec![tick], now)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Backend("firing one tick returned no result".into()))
+    }
+
+    /// Fires many ticks in one transaction: each has exactly the meaning of
+    /// [`Store::fire_schedule_tick`] as if they were fired one after the
+    /// other in input order (so a later tick of the same schedule sees what
+    /// an earlier one wrote); all are written or, on an error, none.
+    /// Results are in input order. A scheduler fires every due tick with a
+    /// few calls instead of one transaction per tick.
+    async fn fire_schedule_ticks(
+        &self,
+        ticks: Vec<ScheduleTick>,
+        now: Timestamp,
+    ) -> Result<Vec<TickResult>, StoreError>;
 
     /// Every registered schedule (removed ones included), by name, with its
     /// next and last fire times and the current state of its last job.
@@ -299,7 +316,8 @@ pub struct ScheduleRegistration {
     pub next_fire: Option<Timestamp>,
 }
 
-/// One tick of a schedule, fired with [`Store::fire_schedule_tick`].
+/// One tick of a schedule, fired with [`Store::fire_schedule_tick`] or
+/// [`Store::fire_schedule_ticks`].
 #[derive(Debug, Clone)]
 pub struct ScheduleTick {
     /// The schedule.

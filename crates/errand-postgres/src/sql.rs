@@ -58,11 +58,10 @@ statements!(
     sync_schedules_lock,
     sync_schedules_upsert,
     sync_schedules_remove,
-    fire_schedule_tick_advance,
-    fire_schedule_tick_refusal,
-    fire_schedule_tick_record,
-    fire_schedule_tick_running,
-    fire_schedule_tick_done,
+    fire_schedule_ticks_lock,
+    fire_schedule_ticks_advance,
+    fire_schedule_ticks_record,
+    fire_schedule_ticks_done,
     list_schedules,
 );
 

@@ -445,8 +445,12 @@ impl Store for PostgresStore {
         self.sync_schedules_tx(schedules, now).await
     }
 
-    async fn fire_schedule_tick(&self, tick: ScheduleTick, now: Timestamp) -> Result<TickResult, StoreError> {
-        self.fire_schedule_tick_tx(tick, now).await
+    async fn fire_schedule_ticks(
+        &self,
+        ticks: Vec<ScheduleTick>,
+        now: Timestamp,
+    ) -> Result<Vec<TickResult>, StoreError> {
+        self.fire_schedule_ticks_tx(ticks, now).await
     }
 
     async fn list_schedules(&self) -> Result<Vec<ScheduleState>, StoreError> {

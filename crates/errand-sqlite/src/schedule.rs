@@ -1,11 +1,11 @@
 //! Schedule bookkeeping: registration, firing ticks exactly once, listing.
 //!
-//! A schedule's `next_fire` column is its cursor. Firing a tick is one
-//! writer command (so one transaction): a compare-and-set of the cursor from
-//! the value the scheduler read, the insert of the tick into
-//! `schedule_ticks` (primary key (schedule, fire time)), the job's insert and
-//! the record of the run. A racing scheduler's compare-and-set matches no row
-//! and writes nothing.
+//! A schedule's `next_fire` column is its cursor. Firing a batch of ticks is
+//! one writer command (so one transaction); each tick in it is a
+//! compare-and-set of the cursor from the value the scheduler read, the
+//! insert of the tick into `schedule_ticks` (primary key (schedule, fire
+//! time)), the job's insert and the record of the run. A racing scheduler's
+//! compare-and-set matches no row and writes nothing.
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -73,8 +73,18 @@ pub(crate) fn sync(
     Ok(())
 }
 
-/// See [`errand_core::Store::fire_schedule_tick`].
-pub(crate) fn fire(conn: &Connection, tick: ScheduleTick, now: Timestamp) -> Result<TickResult, StoreError> {
+/// See [`errand_core::Store::fire_schedule_ticks`]: one writer command, so
+/// one transaction (all or nothing); each tick sees what the earlier ones wrote.
+pub(crate) fn fire_all(
+    conn: &Connection,
+    ticks: Vec<ScheduleTick>,
+    now: Timestamp,
+) -> Result<Vec<TickResult>, StoreError> {
+    ticks.into_iter().map(|t| fire(conn, t, now)).collect()
+}
+
+/// One tick of [`fire_all`]; see [`errand_core::Store::fire_schedule_tick`].
+fn fire(conn: &Connection, tick: ScheduleTick, now: Timestamp) -> Result<TickResult, StoreError> {
     let now_us = to_micros(now);
     let fire_us = to_micros(tick.fire_at);
     let moved = conn

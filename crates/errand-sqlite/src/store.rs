@@ -861,10 +861,17 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn fire_schedule_tick(&self, tick: ScheduleTick, now: Timestamp) -> Result<TickResult, StoreError> {
+    async fn fire_schedule_ticks(
+        &self,
+        ticks: Vec<ScheduleTick>,
+        now: Timestamp,
+    ) -> Result<Vec<TickResult>, StoreError> {
+        if ticks.is_empty() {
+            return Ok(Vec::new());
+        }
         self.inner
             .writer
-            .run(move |conn| crate::schedule::fire(conn, tick, now))
+            .run(move |conn| crate::schedule::fire_all(conn, ticks, now))
             .await
     }
 

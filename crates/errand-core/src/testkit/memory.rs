@@ -667,9 +667,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn fire_schedule_tick(&self, tick: ScheduleTick, now: Timestamp) -> Result<TickResult, StoreError> {
-        let out = self.lock().fire_schedule_tick(tick, now);
-        if matches!(out, TickResult::Enqueued(_)) {
+    async fn fire_schedule_ticks(
+        &self,
+        ticks: Vec<ScheduleTick>,
+        now: Timestamp,
+    ) -> Result<Vec<TickResult>, StoreError> {
+        let out: Vec<TickResult> = {
+            let mut st = self.lock();
+            ticks.into_iter().map(|t| st.fire_schedule_tick(t, now)).collect()
+        };
+        if out.iter().any(|r| matches!(r, TickResult::Enqueued(_))) {
             self.changed.notify_waiters();
         }
         Ok(out)

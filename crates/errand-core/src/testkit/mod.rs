@@ -120,10 +120,12 @@ macro_rules! store_conformance {
                 overlapping_tick_is_skipped_while_the_last_run_is_unfinished,
                 dropping_ticks_moves_only_the_next_fire_time,
                 last_outcome_of_a_pruned_job_is_pruned,
+                fire_schedule_ticks_answers_each_tick_in_input_order,
             ];
             multi: [
                 concurrent_inserts_of_one_key_make_one_job,
                 concurrent_fires_of_one_tick_make_one_job,
+                concurrent_batch_fires_make_one_job_per_tick,
                 concurrent_claimers_never_share_a_job,
                 wait_for_change_returns_within_its_timeout,
             ]

@@ -1,4 +1,4 @@
-//! Schedule bookkeeping: `sync_schedules`, `fire_schedule_tick`, `list_schedules`.
+//! Schedule bookkeeping: `sync_schedules`, `fire_schedule_tick(s)`, `list_schedules`.
 
 use std::sync::Arc;
 
@@ -330,4 +330,168 @@ pub async fn last_outcome_of_a_pruned_job_is_pruned(store: Arc<dyn Store>) {
     let st = state(s, "r").await;
     assert_eq!(st.last_outcome, ScheduleOutcome::Pruned);
     assert_eq!(st.last_job, Some(ins.id));
+}
+
+/// One batch of mixed ticks: each result is what firing them one by one in
+/// input order gives, in input order. A later tick of a schedule sees what
+/// an earlier tick of the batch wrote (its chained next fire time, its job
+/// for the overlap check, its recorded fire time).
+pub async fn fire_schedule_ticks_answers_each_tick_in_input_order(store: Arc<dyn Store>) {
+    let s = &*store;
+    sync(
+        s,
+        vec![
+            reg("busy", "every minute", "fp", Some(at(60))),
+            reg("chain", "every minute", "fp", Some(at(60))),
+            reg("done", "every minute", "fp", Some(at(60))),
+            reg("drop", "every minute", "fp", Some(at(60))),
+            reg("stale", "every minute", "fp-new", Some(at(60))),
+        ],
+        at(0),
+    )
+    .await;
+    // Before the batch: `busy` has a running job, `done`'s tick at 60 was fired.
+    let TickResult::Enqueued(busy_job) = fire(s, tick("busy", "fp", at(60), at(120)), at(60)).await else {
+        panic!("busy's first tick fires");
+    };
+    claim_id(s, "sched", busy_job.id, at(61)).await;
+    let TickResult::Enqueued(done_job) = fire(s, tick("done", "fp", at(60), at(120)), at(60)).await else {
+        panic!("done's first tick fires");
+    };
+    let before = job_count(s).await;
+
+    let mut busy = tick("busy", "fp", at(120), at(180));
+    busy.skip_while_running = true;
+    let mut dropped = tick("drop", "fp", at(120), at(180));
+    dropped.expected_next = Some(at(60));
+    dropped.job = None;
+    let mut chain_overlap = tick("chain", "fp", at(180), at(240));
+    chain_overlap.skip_while_running = true;
+    let batch = vec![
+        tick("chain", "fp", at(60), at(120)),
+        tick("done", "fp", at(60), at(120)),
+        busy,
+        tick("stale", "fp-old", at(60), at(120)),
+        tick("chain", "fp", at(120), at(180)),
+        dropped,
+        tick("chain", "fp", at(120), at(180)),
+        chain_overlap,
+    ];
+    let out = ok("fire_schedule_ticks", s.fire_schedule_ticks(batch, at(200)).await);
+    assert_eq!(out.len(), 8, "one result per tick: {out:?}");
+    let TickResult::Enqueued(c1) = &out[0] else {
+        panic!("chain@60 is enqueued: {out:?}");
+    };
+    assert_eq!(
+        out[1],
+        TickResult::AlreadyFired {
+            next_fire: Some(at(120))
+        },
+        "done@60 was fired before the batch"
+    );
+    assert_eq!(
+        out[2],
+        TickResult::SkippedOverlap { running: busy_job.id },
+        "busy's last run is running"
+    );
+    assert_eq!(out[3], TickResult::Superseded, "stale fingerprint");
+    let TickResult::Enqueued(c2) = &out[4] else {
+        panic!("chain@120 follows chain@60 in the same batch: {out:?}");
+    };
+    assert_eq!(out[5], TickResult::Dropped);
+    assert_eq!(
+        out[6],
+        TickResult::AlreadyFired {
+            next_fire: Some(at(180))
+        },
+        "chain@120 a second time in the batch"
+    );
+    assert_eq!(
+        out[7],
+        TickResult::SkippedOverlap { running: c2.id },
+        "chain@180 sees the job chain@120 wrote in the same batch"
+    );
+    assert!(!c1.duplicate && !c2.duplicate && c1.id != c2.id, "{c1:?} {c2:?}");
+    assert_eq!(job_count(s).await, before + 2, "two jobs written by the batch");
+    assert_eq!(get(s, c2.id).await.run_at, at(120));
+
+    let chain = state(s, "chain").await;
+    assert_eq!(chain.next_fire, Some(at(240)));
+    assert_eq!(chain.last_fire, Some(at(180)));
+    assert_eq!(chain.last_job, Some(c2.id), "a skipped tick keeps the last job");
+    assert_eq!(chain.last_outcome, ScheduleOutcome::SkippedOverlap);
+    let busy = state(s, "busy").await;
+    assert_eq!(
+        (busy.next_fire, busy.last_fire, busy.last_job),
+        (Some(at(180)), Some(at(120)), Some(busy_job.id))
+    );
+    let done = state(s, "done").await;
+    assert_eq!(
+        (done.next_fire, done.last_job),
+        (Some(at(120)), Some(done_job.id)),
+        "an already fired tick writes nothing"
+    );
+    let dropped = state(s, "drop").await;
+    assert_eq!((dropped.next_fire, dropped.last_fire), (Some(at(180)), None));
+    let stale = state(s, "stale").await;
+    assert_eq!((stale.next_fire, stale.last_fire), (Some(at(60)), None));
+
+    let empty = ok(
+        "fire_schedule_ticks",
+        s.fire_schedule_ticks(Vec::new(), at(200)).await,
+    );
+    assert!(empty.is_empty(), "an empty batch answers nothing: {empty:?}");
+}
+
+/// Schedulers racing to fire the same batch of ticks (in different orders)
+/// make exactly one job per tick.
+pub async fn concurrent_batch_fires_make_one_job_per_tick(store: Arc<dyn Store>) {
+    let names: Vec<String> = (0..20).map(|i| format!("s{i:02}")).collect();
+    sync(
+        &*store,
+        names
+            .iter()
+            .map(|n| reg(n, "every minute", "fp", Some(at(60))))
+            .collect(),
+        at(0),
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for k in 0..6 {
+        let store = Arc::clone(&store);
+        let mut batch: Vec<ScheduleTick> = names.iter().map(|n| tick(n, "fp", at(60), at(120))).collect();
+        if k % 2 == 1 {
+            batch.reverse();
+        }
+        batch.rotate_left(k * 3);
+        tasks.push(tokio::spawn(async move {
+            let order: Vec<String> = batch.iter().map(|t| t.schedule.clone()).collect();
+            (order, store.fire_schedule_ticks(batch, at(60)).await)
+        }));
+    }
+    let mut enqueued = std::collections::BTreeMap::new();
+    for t in tasks {
+        let (order, out) = t.await.expect("task");
+        let out = ok("racing fire_schedule_ticks", out);
+        assert_eq!(out.len(), order.len(), "one result per tick");
+        for (name, r) in order.into_iter().zip(out) {
+            match r {
+                TickResult::Enqueued(ins) => {
+                    assert!(
+                        enqueued.insert(name.clone(), ins.id).is_none(),
+                        "tick of {name} enqueued twice"
+                    );
+                }
+                TickResult::AlreadyFired { next_fire } => assert_eq!(next_fire, Some(at(120))),
+                other => panic!("racing batch fire of {name}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(enqueued.len(), names.len(), "every tick was fired: {enqueued:?}");
+    assert_eq!(job_count(&*store).await, names.len(), "one job per tick");
+    for n in &names {
+        let st = state(&*store, n).await;
+        assert_eq!(st.next_fire, Some(at(120)));
+        assert_eq!(st.last_job, enqueued.get(n).copied(), "{n}");
+    }
 }

@@ -4,7 +4,7 @@
 //! [`store_conformance!`](crate::store_conformance), passing an async
 //! function that returns a fresh, empty store for each scenario:
 //!
-//! ```ignore
+//! ```text
 //! // crates/errand-mystore/tests/conformance.rs
 //! async fn fresh_store() -> std::sync::Arc<dyn errand_core::Store> {
 //!     std::sync::Arc::new(MyStore::open_empty().await.unwrap())

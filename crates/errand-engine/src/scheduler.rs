@@ -5,9 +5,10 @@
 //! store ([`Store::sync_schedules`]): new ones start at their next fire time,
 //! changed ones (another spec, zone or enabled flag) restart, unchanged ones
 //! keep their progress, and schedules missing from the file are marked
-//! removed and stop firing. Each [`Scheduler::tick`] then fires what is due
-//! with [`Store::fire_schedule_tick`], whose compare-and-set on the stored
-//! next fire time makes racing schedulers produce one job per tick.
+//! removed and stop firing. Each [`Scheduler::tick`] then fires everything
+//! due in batches with [`Store::fire_schedule_ticks`], whose compare-and-set
+//! on the stored next fire time makes racing schedulers produce one job per
+//! tick.
 //!
 //! # Missed ticks
 //!
@@ -60,8 +61,10 @@ pub struct SchedulerConfig {
     pub max_sleep: Duration,
     /// A due tick older than this counts as missed (see the module docs).
     pub late_after: Duration,
-    /// How many schedules fire their ticks concurrently in one pass.
+    /// How many batches of ticks are fired concurrently in one pass.
     pub concurrency: usize,
+    /// The most ticks fired in one store call ([`Store::fire_schedule_ticks`]).
+    pub batch_size: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -69,7 +72,8 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             max_sleep: Duration::from_secs(10),
             late_after: Duration::from_secs(60),
-            concurrency: 256,
+            concurrency: 4,
+            batch_size: 1000,
         }
     }
 }
@@ -138,8 +142,9 @@ impl std::fmt::Debug for Scheduler {
     }
 }
 
-/// A tick handed to the store (without its job), and the answer.
-type Handled = (ScheduleTick, Result<TickResult, StoreError>);
+/// A tick of schedule `.0` handed to the store (without its job), and the
+/// answer (a failed batch's error for each of its ticks).
+type Handled = (usize, ScheduleTick, Result<TickResult, String>);
 
 /// One store call planned for a schedule.
 struct Step {
@@ -389,84 +394,146 @@ impl Scheduler {
         }
     }
 
-    /// Runs each schedule's steps in order, schedules concurrently, and
-    /// records what happened.
+    /// Fires the schedules' steps in rounds: round k holds the k-th step of
+    /// every schedule whose earlier steps went through, fired with
+    /// [`Store::fire_schedule_ticks`] in batches of at most
+    /// [`SchedulerConfig::batch_size`] (up to [`SchedulerConfig::concurrency`]
+    /// batches at once), so every tick due at one instant takes a few store
+    /// calls. Records what happened.
     async fn fire(&mut self, plans: Vec<(usize, Vec<Step>)>, dropped: u64) -> SchedulerReport {
+        let mut report = SchedulerReport {
+            dropped,
+            ..SchedulerReport::default()
+        };
+        let mut pending: Vec<(usize, std::vec::IntoIter<Step>)> = plans
+            .into_iter()
+            .map(|(i, steps)| (i, steps.into_iter()))
+            .collect();
+        while !pending.is_empty() {
+            let mut round = Vec::with_capacity(pending.len());
+            let mut rest = Vec::with_capacity(pending.len());
+            for (i, mut steps) in pending {
+                if let Some(step) = steps.next() {
+                    round.push((i, step));
+                    rest.push((i, steps));
+                }
+            }
+            if round.is_empty() {
+                break;
+            }
+            let mut went_through = std::collections::HashSet::new();
+            for (i, tick, r) in self.fire_round(round).await {
+                if matches!(
+                    r,
+                    Ok(TickResult::Enqueued(_) | TickResult::SkippedOverlap { .. } | TickResult::Dropped)
+                ) {
+                    went_through.insert(i);
+                }
+                self.record(&mut report, i, tick, r);
+            }
+            pending = rest
+                .into_iter()
+                .filter(|(i, _)| went_through.contains(i))
+                .collect();
+        }
+        report
+    }
+
+    /// Fires one round of steps (one per schedule) in batches; returns each
+    /// tick (without its job) with its answer, a failed batch's error
+    /// repeated for each of its ticks.
+    async fn fire_round(&self, round: Vec<(usize, Step)>) -> Vec<Handled> {
         let store = self.rt.store.clone();
         let hub = self.rt.hub.clone();
         let clock = self.rt.clock.clone();
-        let results: Vec<(usize, Vec<Handled>)> = futures_util::stream::iter(plans)
-            .map(|(i, steps)| {
+        let size = self.config.batch_size.max(1);
+        let mut batches: Vec<Vec<(usize, Step)>> = Vec::with_capacity(round.len().div_ceil(size));
+        let mut round = round.into_iter().peekable();
+        while round.peek().is_some() {
+            batches.push(round.by_ref().take(size).collect());
+        }
+        let results: Vec<Vec<Handled>> = futures_util::stream::iter(batches)
+            .map(|batch| {
                 let (store, hub, clock) = (store.clone(), hub.clone(), clock.clone());
                 async move {
-                    let mut done = Vec::with_capacity(steps.len());
-                    for step in steps {
+                    let mut meta = Vec::with_capacity(batch.len());
+                    let mut ticks = Vec::with_capacity(batch.len());
+                    for (i, step) in batch {
                         let mut probe = step.tick.clone();
                         probe.job = None;
-                        let r = store.fire_schedule_tick(step.tick, clock.now()).await;
-                        let stop = !matches!(
-                            r,
-                            Ok(TickResult::Enqueued(_)
-                                | TickResult::SkippedOverlap { .. }
-                                | TickResult::Dropped)
-                        );
-                        if let (Ok(TickResult::Enqueued(ins)), Some(q)) = (&r, &step.queue)
-                            && ins.state == JobState::Available
-                        {
-                            hub.wake(q);
+                        meta.push((i, probe, step.queue));
+                        ticks.push(step.tick);
+                    }
+                    match store.fire_schedule_ticks(ticks, clock.now()).await {
+                        Ok(answers) if answers.len() == meta.len() => meta
+                            .into_iter()
+                            .zip(answers)
+                            .map(|((i, probe, queue), r)| {
+                                if let (TickResult::Enqueued(ins), Some(q)) = (&r, &queue)
+                                    && ins.state == JobState::Available
+                                {
+                                    hub.wake(q);
+                                }
+                                (i, probe, Ok(r))
+                            })
+                            .collect(),
+                        Ok(answers) => {
+                            let e = format!("the store answered {} of {} ticks", answers.len(), meta.len());
+                            meta.into_iter().map(|(i, p, _)| (i, p, Err(e.clone()))).collect()
                         }
-                        done.push((probe, r));
-                        if stop {
-                            break;
+                        Err(e) => {
+                            let e = e.to_string();
+                            meta.into_iter().map(|(i, p, _)| (i, p, Err(e.clone()))).collect()
                         }
                     }
-                    (i, done)
                 }
             })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
-        let mut report = SchedulerReport {
-            dropped,
-            ..SchedulerReport::default()
-        };
-        for (i, done) in results {
-            let e = &mut self.entries[i];
-            for (tick, r) in done {
-                match r {
-                    Ok(TickResult::Enqueued(ins)) => {
-                        e.cursor = tick.next_fire;
-                        report.enqueued.push(FiredTick {
-                            schedule: tick.schedule,
-                            fire_at: tick.fire_at,
-                            job: ins.id,
-                        });
-                    }
-                    Ok(TickResult::SkippedOverlap { running }) => {
-                        e.cursor = tick.next_fire;
-                        tracing::info!(schedule = %tick.schedule, fire_at = %tick.fire_at, %running,
-                            "tick skipped: the previous run is unfinished");
-                        report.skipped_overlap.push((tick.schedule, tick.fire_at));
-                    }
-                    Ok(TickResult::Dropped) => e.cursor = tick.next_fire,
-                    Ok(TickResult::AlreadyFired { next_fire }) => {
-                        e.cursor = next_fire;
-                        report.already_fired += 1;
-                    }
-                    Ok(TickResult::Superseded) => {
-                        e.superseded = true;
-                        tracing::warn!(schedule = %tick.schedule,
-                            "schedule changed or removed by a newer scheduler; this one stops firing it (restart to apply the file)");
-                        report.superseded.push(tick.schedule);
-                    }
-                    Err(err) => {
-                        tracing::warn!(schedule = %tick.schedule, error = %err, "cannot fire a tick; retrying");
-                        report.failed.push(tick.schedule);
-                    }
-                }
+        results.into_iter().flatten().collect()
+    }
+
+    /// Applies one tick's answer to schedule `i` and the report.
+    fn record(
+        &mut self,
+        report: &mut SchedulerReport,
+        i: usize,
+        tick: ScheduleTick,
+        r: Result<TickResult, String>,
+    ) {
+        let e = &mut self.entries[i];
+        match r {
+            Ok(TickResult::Enqueued(ins)) => {
+                e.cursor = tick.next_fire;
+                report.enqueued.push(FiredTick {
+                    schedule: tick.schedule,
+                    fire_at: tick.fire_at,
+                    job: ins.id,
+                });
+            }
+            Ok(TickResult::SkippedOverlap { running }) => {
+                e.cursor = tick.next_fire;
+                tracing::info!(schedule = %tick.schedule, fire_at = %tick.fire_at, %running,
+                    "tick skipped: the previous run is unfinished");
+                report.skipped_overlap.push((tick.schedule, tick.fire_at));
+            }
+            Ok(TickResult::Dropped) => e.cursor = tick.next_fire,
+            Ok(TickResult::AlreadyFired { next_fire }) => {
+                e.cursor = next_fire;
+                report.already_fired += 1;
+            }
+            Ok(TickResult::Superseded) => {
+                e.superseded = true;
+                tracing::warn!(schedule = %tick.schedule,
+                    "schedule changed or removed by a newer scheduler; this one stops firing it (restart to apply the file)");
+                report.superseded.push(tick.schedule);
+            }
+            Err(err) => {
+                tracing::warn!(schedule = %tick.schedule, error = %err, "cannot fire a tick; retrying");
+                report.failed.push(tick.schedule);
             }
         }
-        report
     }
 
     /// Runs passes until `stop` fires, sleeping until the next fire time

@@ -277,8 +277,12 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         enqueue_bulk(&client, m, "bench", &progress, "history (enqueue)").await?;
         wait_processed_from(&worker, completed, m as u64, &progress, "history (work)").await?;
         noop.record.store(false, Ordering::Relaxed);
+        // Paused while it refills, so the measurement starts from a full queue,
+        // as the first processing phase does.
+        client.pause("bench").await?;
         enqueue_bulk(&client, a.jobs, "bench", &progress, "enqueue (bulk, again)").await?;
         let completed = worker.stats().completed;
+        client.resume("bench").await?;
         let again =
             wait_processed_from(&worker, completed, a.jobs as u64, &progress, "process (history)").await?;
         out.insert("finished_rows".into(), json!(m + a.jobs));

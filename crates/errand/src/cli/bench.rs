@@ -56,6 +56,13 @@ pub(crate) struct BenchArgs {
     /// Where the scratch database goes (default: the system temp dir).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Work the processing phase with this many separate worker processes
+    /// (each with --concurrency slots) instead of one in-process worker.
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// Internal: run as one of those worker processes (until stdin closes).
+    #[arg(long, hide = true)]
+    worker_process: bool,
 }
 
 /// A no-op job that can record its enqueue-to-start latency.
@@ -146,8 +153,11 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow::Result<()> {
-    if a.jobs == 0 || a.concurrency == 0 || a.producers == 0 {
-        bail!("jobs, concurrency and producers must each be at least 1");
+    if a.jobs == 0 || a.concurrency == 0 || a.producers == 0 || a.processes == 0 {
+        bail!("jobs, concurrency, producers and processes must each be at least 1");
+    }
+    if a.worker_process {
+        return worker_process(a, config).await;
     }
     let dir = match &a.dir {
         Some(d) => tempfile::tempdir_in(d),
@@ -155,10 +165,13 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
     }
     .context("cannot create a scratch directory")?;
     let mut pg_schema: Option<(errand::PostgresStore, String)> = None;
+    // How a worker process reaches the same store: database URL and schema.
+    let child_store: (String, Option<String>);
     let store: Arc<dyn errand::Store> = match a.backend.as_str() {
         "sqlite" => {
-            let cfg =
-                errand::SqliteConfig::new(dir.path().join("bench.db")).durability(config.store.durability);
+            let path = dir.path().join("bench.db");
+            child_store = (format!("sqlite://{}", path.display()), None);
+            let cfg = errand::SqliteConfig::new(path).durability(config.store.durability);
             Arc::new(errand::SqliteStore::open(cfg).await?)
         }
         "postgres" => {
@@ -173,6 +186,7 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
                 std::process::id(),
                 jiff::Timestamp::now().as_second()
             );
+            child_store = (url.clone(), Some(schema.clone()));
             let store =
                 errand::PostgresStore::open(errand::PostgresConfig::from_url(url).schema(schema.clone()))
                     .await?;
@@ -234,6 +248,12 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         record: AtomicBool::new(false),
         latencies: Mutex::new(Vec::new()),
     });
+    if a.processes > 1 {
+        let rate = process_with_children(a, &child_store, &client, &progress).await?;
+        out.insert("processes".into(), json!(a.processes));
+        out.insert("processed_per_sec_multi_process".into(), json!(round(rate)));
+        enqueue_bulk(&client, a.jobs, "bench", &progress, "enqueue (bulk, again)").await?;
+    }
     let mut queue = QueueConfig::new("bench", a.concurrency);
     queue.fetch_batch = a.concurrency.min(1000);
     let worker = errand
@@ -440,4 +460,142 @@ print(n / (time.perf_counter() - t0))
         return None;
     }
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// What one worker process reports when told to stop.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChildReport {
+    completed: u64,
+    /// Microseconds since the epoch of its first and last completion.
+    first_us: Option<i64>,
+    last_us: Option<i64>,
+}
+
+/// `--worker-process`: works the bench queue with no-op jobs until stdin
+/// closes, then prints a [`ChildReport`] line.
+async fn worker_process(a: &BenchArgs, config: &Config) -> anyhow::Result<()> {
+    let store = errand::open_store_with(&config.database, &config.store).await?;
+    let errand = Errand::new(store);
+    let noop = Arc::new(Noop {
+        record: AtomicBool::new(false),
+        latencies: Mutex::new(Vec::new()),
+    });
+    let mut queue = QueueConfig::new("bench", a.concurrency);
+    queue.fetch_batch = a.concurrency.min(1000);
+    let worker = errand
+        .worker()
+        .config(WorkerConfig {
+            poll_interval: Duration::from_millis(200),
+            ..WorkerConfig::default()
+        })
+        .queue_config(queue)
+        .executor("noop", Shared(noop))
+        .build()?
+        .start();
+    let mut stdin = tokio::io::stdin();
+    let mut closed = std::pin::pin!(async move {
+        let mut buf = [0u8; 64];
+        while tokio::io::AsyncReadExt::read(&mut stdin, &mut buf)
+            .await
+            .is_ok_and(|n| n > 0)
+        {}
+    });
+    let (mut first_us, mut last_us, mut seen) = (None, None, 0);
+    loop {
+        tokio::select! {
+            _ = &mut closed => break,
+            _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+        }
+        let c = worker.stats().completed;
+        if c != seen {
+            let now = jiff::Timestamp::now().as_microsecond();
+            first_us.get_or_insert(now);
+            last_us = Some(now);
+            seen = c;
+        }
+    }
+    let completed = worker.stats().completed;
+    worker.shutdown().await;
+    println!(
+        "{}",
+        serde_json::to_string(&ChildReport {
+            completed,
+            first_us,
+            last_us
+        })?
+    );
+    Ok(())
+}
+
+/// Works the bench queue's backlog with `--processes` worker processes;
+/// returns jobs per second from the first completion in any process to the
+/// last in any.
+async fn process_with_children(
+    a: &BenchArgs,
+    (database, schema): &(String, Option<String>),
+    client: &errand::Client,
+    progress: &Progress,
+) -> anyhow::Result<f64> {
+    progress.phase(&format!("process ({} procs)", a.processes), a.jobs);
+    let exe = std::env::current_exe().context("cannot find the errand binary")?;
+    let mut children = Vec::new();
+    for _ in 0..a.processes {
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.arg("--database").arg(database);
+        if let Some(s) = schema {
+            cmd.arg("--postgres-schema").arg(s);
+        }
+        cmd.args([
+            "bench",
+            "--worker-process",
+            "--concurrency",
+            &a.concurrency.to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+        children.push(cmd.spawn().context("cannot start a bench worker process")?);
+    }
+    let before = bench_completed(client).await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let done = bench_completed(client).await? - before;
+        progress.set(done);
+        if done >= a.jobs as u64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "worker processes did not finish {} jobs within 10 minutes",
+                a.jobs
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (mut first, mut last, mut total) = (i64::MAX, i64::MIN, 0u64);
+    for mut child in children {
+        drop(child.stdin.take());
+        let out = child.wait_with_output().await?;
+        let line = String::from_utf8_lossy(&out.stdout);
+        let r: ChildReport = serde_json::from_str(line.trim())
+            .with_context(|| format!("a bench worker process reported {line:?}"))?;
+        total += r.completed;
+        first = first.min(r.first_us.unwrap_or(i64::MAX));
+        last = last.max(r.last_us.unwrap_or(i64::MIN));
+    }
+    if total < a.jobs as u64 || last <= first {
+        bail!("the worker processes completed {total} of {} jobs", a.jobs);
+    }
+    Ok(total as f64 / ((last - first) as f64 / 1e6))
+}
+
+/// Jobs of the bench queue ever completed (the store's pruning-proof total).
+async fn bench_completed(client: &errand::Client) -> anyhow::Result<u64> {
+    Ok(client
+        .queues()
+        .await?
+        .iter()
+        .find(|q| q.name == "bench")
+        .map_or(0, |q| q.completed_total))
 }

@@ -301,6 +301,12 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         // as the first processing phase does.
         client.pause("bench").await?;
         enqueue_bulk(&client, a.jobs, "bench", &progress, "enqueue (bulk, again)").await?;
+        if let Some((store, schema)) = &pg_schema {
+            // As the peers' drivers do before each processing run: the history
+            // phase just left two dead row versions per job for autovacuum.
+            let sql = format!("VACUUM ANALYZE \"{schema}\".jobs");
+            errand_postgres::sqlx::query(&sql).execute(store.pool()).await?;
+        }
         let completed = worker.stats().completed;
         client.resume("bench").await?;
         let again =

@@ -21,6 +21,7 @@ use crate::SqliteStore;
 use crate::row::{self, err};
 
 const CLAIM: &str = include_str!("../sql/claim_available.sql");
+const LOAD_CLAIMED: &str = include_str!("../sql/load_claimed.sql");
 const INSERT: &str = include_str!("../sql/insert_job.sql");
 const FIND_UNIQUE: &str = include_str!("../sql/find_unique.sql");
 const RESCUE: &str = include_str!("../sql/rescue_expired_leases.sql");
@@ -224,7 +225,8 @@ pub(crate) fn insert_all(
     Ok(out)
 }
 
-fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Vec<Job>, StoreError> {
+/// Claims jobs on the writer; returns their ids (see `claim_available.sql`).
+fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Vec<i64>, StoreError> {
     let now = to_micros(req.now);
     let until = to_micros(add(req.now, req.lease_for));
     let mut st = conn.prepare_cached(CLAIM).map_err(err)?;
@@ -237,9 +239,16 @@ fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Vec<Job>, StoreError> 
                 ":queue": req.queue,
                 ":limit": req.limit as i64,
             },
-            row::job,
+            |r| r.get(0),
         )
         .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// Reads claimed jobs by id, in claim order.
+fn load_claimed(conn: &Connection, ids: &[i64]) -> Result<Vec<Job>, StoreError> {
+    let mut st = conn.prepare_cached(LOAD_CLAIMED).map_err(err)?;
+    let rows = st.query_map([json(&ids)?], row::job).map_err(err)?;
     let mut jobs = rows.collect::<Result<Vec<_>, _>>().map_err(err)?;
     jobs.sort_unstable_by_key(|j| (j.priority, j.run_at, j.id));
     Ok(jobs)
@@ -592,10 +601,17 @@ impl Store for SqliteStore {
         if req.limit == 0 {
             return Ok(Vec::new());
         }
-        self.inner
+        let ids = self
+            .inner
             .writer
             .run_one_statement(move |conn| claim(conn, &req))
-            .await
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Committed: the rows are read off the writer thread. Nothing else
+        // changes a running job under a fresh lease but its own worker.
+        self.read(move |conn| load_claimed(conn, &ids)).await
     }
 
     async fn complete_batch(

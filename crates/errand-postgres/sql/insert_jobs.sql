@@ -4,10 +4,14 @@
 -- Locks: only the new rows. New queue names are added to `queues`; ON
 -- CONFLICT DO NOTHING takes no lock on a queue that exists (names are sorted
 -- so two batches creating the same new queues cannot deadlock).
--- Notifies the listeners of queues that received available jobs; PostgreSQL
--- delivers the notification when the transaction commits, so a job enqueued
--- inside an application's transaction wakes workers only if it commits.
--- $1 now; $2.. the job columns.
+-- With $15, notifies the listeners of queues that received available jobs;
+-- PostgreSQL delivers the notification when the transaction commits, so a
+-- job enqueued inside an application's transaction wakes workers only if it
+-- commits. Without it pg_notify never runs: the store's own inserts notify
+-- after their commit instead, from another connection, because a
+-- transaction that notifies holds the notify-queue lock through its commit,
+-- WAL flush included, so notifying inserts cannot share a flush.
+-- $1 now; $2..$14 the job columns; $15 whether to notify.
 WITH new_queues AS (
     INSERT INTO __SCHEMA__.queues (name, created_at)
     SELECT DISTINCT q, $1 FROM unnest($3::text[]) AS q ORDER BY q
@@ -33,6 +37,7 @@ inserted AS (
 notified AS (
     SELECT pg_notify(__CHANNEL__, q.queue)
     FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') AS q
+    WHERE $15::bool
 )
 -- The count forces the notify CTE to run (an unreferenced SELECT CTE never does).
 SELECT id, state FROM inserted

@@ -27,7 +27,7 @@ pub(crate) enum Notify {
     /// In the transaction: listeners hear only if it commits (the
     /// application's own transactions, schedule ticks).
     InTransaction,
-    /// Not at all: the caller notifies after its commit (see `insert_jobs_quiet.sql`).
+    /// Not at all: the caller notifies after its commit (see `insert_jobs.sql`).
     AfterCommit,
 }
 
@@ -78,11 +78,7 @@ pub(crate) async fn insert_rows(
         meta.push(j.meta.as_str());
         retry.push(j.retry.as_ref().map(json).transpose()?);
     }
-    let statement = match notify {
-        Notify::InTransaction => &sql.insert_jobs,
-        Notify::AfterCommit => &sql.insert_jobs_quiet,
-    };
-    let rows = sqlx::query(statement)
+    let rows = sqlx::query(&sql.insert_jobs)
         .bind(to_micros(now))
         .bind(tenant)
         .bind(queue)
@@ -97,6 +93,7 @@ pub(crate) async fn insert_rows(
         .bind(tags)
         .bind(meta)
         .bind(retry)
+        .bind(notify == Notify::InTransaction)
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;

@@ -33,7 +33,6 @@ macro_rules! statements {
 
 statements!(
     insert_jobs,
-    insert_jobs_quiet,
     insert_jobs_lock_keys,
     insert_jobs_find_unique,
     claim_available,

@@ -174,6 +174,39 @@ pub fn resolve(
     }
 }
 
+/// The write that rescues a running job whose lease lapsed: a retryable
+/// failure naming the worker that stopped heartbeating, retried with
+/// `policy` (the job's own, else the caller's default) while attempts remain,
+/// discarded after the last. Draws the jitter from a thread-local random source.
+pub fn rescue(
+    attempt: i32,
+    max_attempts: i32,
+    owner: Option<&str>,
+    policy: &RetryPolicy,
+    now: Timestamp,
+) -> Finish {
+    let error = format!(
+        "lease expired: worker {} stopped heartbeating",
+        owner.unwrap_or("(unknown)")
+    );
+    let unit = if policy.jitter > 0.0 {
+        rand::random::<f64>()
+    } else {
+        0.5
+    };
+    resolve(
+        Attempt {
+            attempt,
+            max_attempts,
+            worker: owner,
+        },
+        Outcome::Retryable { error },
+        policy,
+        now,
+        unit,
+    )
+}
+
 /// A short human form of a duration ("1.5s", "250ms", "3m").
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -244,6 +277,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rescue_retries_while_attempts_remain_and_names_the_lost_worker() {
+        let now = Timestamp::from_second(1_000_000).unwrap();
+        let policy = RetryPolicy::fixed(Duration::from_secs(7));
+        match rescue(2, 5, Some("w9"), &policy, now) {
+            Finish::Retry { at, error } => {
+                assert_eq!(at, crate::clock::add(now, Duration::from_secs(7)));
+                assert_eq!(error.message, "lease expired: worker w9 stopped heartbeating");
+                assert_eq!((error.attempt, error.worker.as_deref()), (2, Some("w9")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(rescue(5, 5, None, &policy, now), Finish::Discard { .. }));
     }
 
     #[test]

@@ -9,9 +9,7 @@ use errand_core::store::{
     ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
     ScheduleRegistration, ScheduleState, ScheduleTick, Scope, TickResult,
 };
-use errand_core::{
-    Completion, ErrorRecord, Finish, Job, JobId, JobState, Progress, RetryPolicy, Store, StoreError, ValidJob,
-};
+use errand_core::{Completion, Job, JobId, JobState, Progress, RetryPolicy, Store, StoreError, ValidJob};
 use jiff::Timestamp;
 use sqlx::{Acquire, Row};
 
@@ -208,24 +206,13 @@ impl Store for PostgresStore {
             let token: i64 = r.try_get("lease_token").map_err(db)?;
             // An unreadable policy of the job's own falls back to the default one.
             let own: Option<RetryPolicy> = retry.and_then(|s| serde_json::from_str(&s).ok());
-            let error = ErrorRecord {
+            let finish = errand_core::lifecycle::rescue(
                 attempt,
-                at: now,
-                message: format!(
-                    "lease expired: worker {} stopped heartbeating",
-                    owner.as_deref().unwrap_or("(unknown)")
-                ),
-                worker: owner,
-            };
-            let finish = if attempt < max_attempts {
-                let delay = own.as_ref().unwrap_or(policy).delay_random(attempt);
-                Finish::Retry {
-                    at: add(now, delay),
-                    error,
-                }
-            } else {
-                Finish::Discard { error }
-            };
+                max_attempts,
+                owner.as_deref(),
+                own.as_ref().unwrap_or(policy),
+                now,
+            );
             items.push(Completion {
                 id: JobId(id),
                 lease_token: token,

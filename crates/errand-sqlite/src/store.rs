@@ -320,24 +320,13 @@ fn rescue(conn: &Connection, now: Timestamp, policy: &RetryPolicy, limit: usize)
     let mut n = 0;
     for (id, attempt, max_attempts, retry, owner, token, queue) in candidates {
         let own: Option<RetryPolicy> = retry.and_then(|s| serde_json::from_str(&s).ok());
-        let error = ErrorRecord {
+        let finish = errand_core::lifecycle::rescue(
             attempt,
-            at: now,
-            message: format!(
-                "lease expired: worker {} stopped heartbeating",
-                owner.as_deref().unwrap_or("(unknown)")
-            ),
-            worker: owner,
-        };
-        let finish = if attempt < max_attempts {
-            let delay = own.as_ref().unwrap_or(policy).delay_random(attempt);
-            Finish::Retry {
-                at: add(now, delay),
-                error,
-            }
-        } else {
-            Finish::Discard { error }
-        };
+            max_attempts,
+            owner.as_deref(),
+            own.as_ref().unwrap_or(policy),
+            now,
+        );
         let sql = finish_sql(&finish);
         let (time, text) = match &finish {
             Finish::Retry { at, error } => (to_micros(*at), json(error)?),

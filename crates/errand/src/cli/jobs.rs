@@ -298,6 +298,19 @@ pub(crate) async fn jobs(errand: &Errand, cmd: &JobsCmd, as_json: bool) -> anyho
             kv("finished_at", opt_time(job.finished_at));
             kv("expires_at", opt_time(job.expires_at));
             kv("unique_key", job.unique_key.clone().unwrap_or_else(|| "-".into()));
+            kv(
+                "timeout",
+                job.timeout
+                    .map_or_else(|| "-".into(), |t| humantime::format_duration(t).to_string()),
+            );
+            kv(
+                "tags",
+                if job.tags.is_empty() {
+                    "-".into()
+                } else {
+                    job.tags.join(", ")
+                },
+            );
             if let Some(p) = &job.progress {
                 kv(
                     "progress",

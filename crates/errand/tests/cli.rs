@@ -849,11 +849,23 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
 #[test]
 fn jobs_show_lists_timeout_and_tags() {
     let s = Scratch::new();
-    s.ok(&["enqueue", "report.build", "--timeout", "90s", "--tag", "nightly", "--tag", "pdf"]);
+    s.ok(&[
+        "enqueue",
+        "report.build",
+        "--timeout",
+        "90s",
+        "--tag",
+        "nightly",
+        "--tag",
+        "pdf",
+    ]);
     s.ok(&["enqueue", "report.build"]);
     let shown = s.ok(&["jobs", "show", "1"]);
     assert!(shown.lines().any(|l| l == "timeout       1m 30s"), "{shown}");
-    assert!(shown.lines().any(|l| l == "tags          nightly, pdf"), "{shown}");
+    assert!(
+        shown.lines().any(|l| l == "tags          nightly, pdf"),
+        "{shown}"
+    );
     let plain = s.ok(&["jobs", "show", "2"]);
     assert!(plain.lines().any(|l| l == "timeout       -"), "{plain}");
     assert!(plain.lines().any(|l| l == "tags          -"), "{plain}");

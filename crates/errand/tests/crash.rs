@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -180,27 +179,7 @@ async fn sigkilled_workers_lose_no_job_and_complete_none_twice() {
     assert!(rescued > 0, "no job was running when a worker was killed");
 
     // The side effects: every job's at least once; twice only for a job that ran twice.
-    let text = std::fs::read_to_string(&effects).expect("the effects file");
-    let mut runs: BTreeMap<i64, i32> = BTreeMap::new();
-    for line in text.lines() {
-        let id: i64 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("a torn line: {line:?}"));
-        *runs.entry(id).or_default() += 1;
-    }
-    for j in &jobs {
-        let n = runs.remove(&j.id.0).unwrap_or(0);
-        assert!(n >= 1, "job {}'s effect never happened", j.id);
-        assert!(
-            n <= j.attempt,
-            "job {}: {n} effects from {} attempts",
-            j.id,
-            j.attempt
-        );
-    }
-    assert!(runs.is_empty(), "effects of unknown jobs: {runs:?}");
-    let twice = text.lines().count() - JOBS;
+    let twice = common::check_effects(&effects, &jobs);
     eprintln!(
         "at-least-once: {rescued} attempts rescued after kills; {twice} side effects repeated \
          (of {JOBS} jobs); 0 jobs completed twice in the store"

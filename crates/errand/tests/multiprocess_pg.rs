@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -336,29 +335,11 @@ async fn workers_and_producers_share_postgres_and_survive_a_dead_leader() {
     assert!(rescued > 0, "the killed leader held no job:\n{victim_log}");
 
     // Side effects: at least once per job, at most once per attempt.
-    let text = std::fs::read_to_string(&effects).expect("the effects file");
-    let mut runs: BTreeMap<i64, i32> = BTreeMap::new();
-    for line in text.lines() {
-        let id: i64 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("a torn line: {line:?}"));
-        *runs.entry(id).or_default() += 1;
-    }
-    for j in &jobs {
-        let n = runs.remove(&j.id.0).unwrap_or(0);
-        assert!(
-            (1..=j.attempt).contains(&n),
-            "job {}: {n} effects from {} attempts",
-            j.id,
-            j.attempt
-        );
-    }
-    assert!(runs.is_empty(), "effects of unknown jobs: {runs:?}");
+    let repeated = common::check_effects(&effects, &jobs);
     eprintln!(
         "{TOTAL} jobs by {WORKERS} workers and {} producers: {rescued} attempts rescued, {} side effects \
          repeated, 0 jobs completed twice in the store",
         PRODUCERS + 1,
-        text.lines().count() - TOTAL
+        repeated
     );
 }

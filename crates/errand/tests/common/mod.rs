@@ -256,3 +256,30 @@ impl Rng {
         Duration::from_millis(lo + self.next() % (hi - lo).max(1))
     }
 }
+
+/// Checks a side-effects file (one job id per line, appended by each attempt)
+/// against the stored jobs: every job's effect happened at least once, and at
+/// most once per attempt; no line names an unknown job. Returns how many
+/// effects were repeats (at-least-once delivery after a crash).
+pub(crate) fn check_effects(effects: &Path, jobs: &[errand_core::Job]) -> usize {
+    let text = std::fs::read_to_string(effects).expect("the effects file");
+    let mut runs: std::collections::BTreeMap<i64, i32> = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let id: i64 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("a torn line: {line:?}"));
+        *runs.entry(id).or_default() += 1;
+    }
+    for j in jobs {
+        let n = runs.remove(&j.id.0).unwrap_or(0);
+        assert!(
+            (1..=j.attempt).contains(&n),
+            "job {}: {n} effects from {} attempts",
+            j.id,
+            j.attempt
+        );
+    }
+    assert!(runs.is_empty(), "effects of unknown jobs: {runs:?}");
+    text.lines().count() - jobs.len()
+}

@@ -60,6 +60,11 @@ pub(crate) fn connect(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
          PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};"
     ))
     .map_err(sqlite_err)?;
+    // Plans must not depend on bound values: SQLite otherwise re-prepares a
+    // statement whenever a value it planned with changes, such as the claim's
+    // `LIMIT ?`, which differs from claim to claim (a parse and plan per claim).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(sqlite_err)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

@@ -290,3 +290,49 @@ async fn running_in(store: &dyn Store, queue: &str) -> Job {
     let id = add(store, job_in(queue, "k"), at(0)).await;
     claim_id(store, queue, id, at(1)).await
 }
+
+/// Result-less successes, the bulk of a busy worker's batches, are fenced
+/// item by item like any other completion: in one batch, a fresh one is
+/// written, one with a stale token and a repeat of the same job are
+/// `LeaseLost`, and the queue's `completed_total` counts only what was
+/// written (also when the batch spans two queues).
+pub async fn result_less_successes_in_one_batch_are_fenced_one_by_one(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ids = insert(s, (0..3).map(|_| job_in("plain", "k")).collect(), at(0)).await;
+    let jobs = claim(s, "plain", 3, WORKER, at(1)).await;
+    assert_eq!(jobs.len(), 3);
+    let find = |i: usize| jobs.iter().find(|j| j.id == ids[i].id).expect("claimed").clone();
+    let (a, b, c) = (find(0), find(1), find(2));
+    let other = running_in(s, "plain_other").await;
+    let done = |j: &Job, token: i64| Completion {
+        id: j.id,
+        lease_token: token,
+        finish: Finish::Complete { result: None },
+    };
+    let items = vec![
+        done(&a, token(&a)),
+        done(&b, token(&b) - 1),
+        done(&a, token(&a)),
+        done(&other, token(&other)),
+        done(&c, token(&c)),
+    ];
+    let out = ok("complete_batch", s.complete_batch(items, at(2)).await);
+    use CompletionResult::{Done, LeaseLost};
+    assert_eq!(
+        out,
+        vec![Done, LeaseLost, LeaseLost, Done, Done],
+        "per-item results in order"
+    );
+    for j in [&a, &c, &other] {
+        let got = get(s, j.id).await;
+        assert_finished(&got, JobState::Completed, at(2));
+        assert_eq!(got.result, None, "no result was given");
+    }
+    assert_eq!(
+        get(s, b.id).await,
+        b,
+        "the stale item's job is exactly as claimed"
+    );
+    assert_eq!(queue_stats(s, "plain", at(3)).await.completed_total, 2);
+    assert_eq!(queue_stats(s, "plain_other", at(3)).await.completed_total, 1);
+}

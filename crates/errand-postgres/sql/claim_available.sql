@@ -13,15 +13,6 @@
 -- $3 now, $4 owner, $5 lease deadline.
 WITH async_commit AS (
     SELECT set_config('synchronous_commit', 'off', true)
-),
-picked AS (
-    SELECT id FROM __SCHEMA__.jobs
-    WHERE state = 'available' AND queue = $1 AND run_at <= $3
-      AND (expires_at IS NULL OR expires_at > $3)
-      AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.queues WHERE name = $1 AND paused)
-    ORDER BY priority, run_at, id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE __SCHEMA__.jobs AS j
 SET state = 'running',
@@ -30,8 +21,17 @@ SET state = 'running',
     lease_owner = $4,
     lease_token = j.lease_token + 1,
     lease_expires_at = $5
-FROM picked
-WHERE j.id = picked.id
+-- The picked ids as an array, looked up in the primary key: a join with the
+-- picking subquery let the planner hash the whole table when it expected
+-- many rows (a generic plan does, not knowing the LIMIT).
+WHERE j.id = ANY (ARRAY(
+        SELECT id FROM __SCHEMA__.jobs
+        WHERE state = 'available' AND queue = $1 AND run_at <= $3
+          AND (expires_at IS NULL OR expires_at > $3)
+          AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.queues WHERE name = $1 AND paused)
+        ORDER BY priority, run_at, id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED))
   -- Referencing the CTE makes it run (an unreferenced SELECT CTE never does).
   AND (SELECT count(*) FROM async_commit) = 1
 RETURNING __JOB__

@@ -29,7 +29,13 @@ done AS (
         lease_owner = NULL,
         lease_expires_at = NULL
     FROM input AS i
-    WHERE j.id = i.id AND j.state = 'running' AND j.lease_token = i.token
+    -- The ids drive the plan: the jobs are found by primary key and joined to
+    -- the input by hash. The running check is written as a CASE so that the
+    -- planner does not estimate it: statistics taken while few jobs ran say
+    -- almost none do, and the planner then rescanned the whole input once
+    -- per job (a batch of 1000 took 0.3 s instead of 8 ms).
+    WHERE j.id = ANY ($2::int8[]) AND j.id = i.id AND j.lease_token = i.token
+      AND CASE j.state WHEN 'running' THEN true ELSE false END
     RETURNING j.id, j.queue, i.state, i.failed
 ),
 totals AS (

@@ -31,6 +31,15 @@ pub(crate) enum Notify {
     AfterCommit,
 }
 
+/// One element when every job has the same value, which the statement then
+/// gives to all of them (see `insert_jobs.sql`).
+fn shared<T: PartialEq>(mut column: Vec<T>) -> Vec<T> {
+    if column.windows(2).all(|w| w[0] == w[1]) {
+        column.truncate(1);
+    }
+    column
+}
+
 /// Inserts every job of `jobs` with one statement. Returns (id, state) in input order.
 pub(crate) async fn insert_rows(
     conn: &mut PgConnection,
@@ -80,19 +89,19 @@ pub(crate) async fn insert_rows(
     }
     let rows = sqlx::query(&sql.insert_jobs)
         .bind(to_micros(now))
-        .bind(tenant)
-        .bind(queue)
-        .bind(kind)
+        .bind(shared(tenant))
+        .bind(shared(queue))
+        .bind(shared(kind))
         .bind(args)
-        .bind(priority)
-        .bind(max_attempts)
-        .bind(run_at)
-        .bind(expires_at)
-        .bind(unique_key)
-        .bind(timeout_ms)
-        .bind(tags)
-        .bind(meta)
-        .bind(retry)
+        .bind(shared(priority))
+        .bind(shared(max_attempts))
+        .bind(shared(run_at))
+        .bind(shared(expires_at))
+        .bind(shared(unique_key))
+        .bind(shared(timeout_ms))
+        .bind(shared(tags))
+        .bind(shared(meta))
+        .bind(shared(retry))
         .bind(notify == Notify::InTransaction)
         .fetch_all(&mut *conn)
         .await

@@ -53,6 +53,7 @@ macro_rules! store_conformance {
             single: [
                 // insert_jobs
                 bulk_insert_returns_ids_in_input_order,
+                bulk_insert_keeps_each_jobs_own_fields,
                 insert_makes_due_jobs_available_and_future_jobs_scheduled,
                 inserted_job_round_trips_every_field,
                 insert_creates_queues_on_first_use,

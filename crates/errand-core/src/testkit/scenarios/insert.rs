@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::job::{JobId, JobState, NewJob};
+use crate::job::{Job, JobId, JobState, NewJob};
 use crate::retry::RetryPolicy;
 use crate::store::{JobFilter, Store};
 use crate::testkit::support::*;
@@ -198,4 +198,71 @@ pub async fn insert_creates_queues_on_first_use(store: Arc<dyn Store>) {
     )
     .await;
     assert_eq!(listed.len(), 2, "both jobs are stored");
+}
+
+/// A job's stored fields do not depend on its batch-mates: each job of a
+/// batch whose jobs share some fields and differ in others is stored
+/// exactly as the same job inserted alone.
+pub async fn bulk_insert_keeps_each_jobs_own_fields(store: Arc<dyn Store>) {
+    let s = &*store;
+    let now = t0();
+    let policy = RetryPolicy::linear(secs(5), secs(5), secs(60));
+    let batch = || {
+        vec![
+            NewJob::new("mail.send", r#"{"to":"a@example.com"}"#)
+                .queue("mail")
+                .tenant("acme")
+                .priority(3)
+                .max_attempts(4)
+                .run_at(at(30))
+                .expires_at(at(600))
+                .timeout(Duration::from_millis(1500))
+                .tag("x")
+                .meta(r#"{"m":1}"#)
+                .retry(policy.clone()),
+            NewJob::new("mail.send", "[]").queue("mail"),
+            NewJob::new("mail.bounce", r#"{"n":2}"#)
+                .queue("mail")
+                .tenant("globex")
+                .priority(3)
+                .tag("x")
+                .tag("y")
+                .meta(r#"{"m":2}"#),
+            NewJob::new("report", "7").queue("reports").priority(900),
+        ]
+    };
+    // Two tuples: the standard traits stop at twelve elements.
+    let fields = |j: &Job| {
+        let json = |what: &str, text: &str| {
+            serde_json::from_str::<serde_json::Value>(text).unwrap_or_else(|e| panic!("{what}: {e}"))
+        };
+        (
+            (
+                j.tenant.clone(),
+                j.queue.clone(),
+                j.kind.clone(),
+                json("args", &j.args),
+                j.priority,
+                j.max_attempts,
+                j.state,
+            ),
+            (
+                j.run_at,
+                j.expires_at,
+                j.timeout,
+                j.tags.clone(),
+                json("meta", &j.meta),
+                j.retry.clone(),
+            ),
+        )
+    };
+    let together = insert(s, batch(), now).await;
+    for (i, (ins, alone)) in together.iter().zip(batch()).enumerate() {
+        let alone = add(s, alone, now).await;
+        assert_eq!(
+            fields(&get(s, ins.id).await),
+            fields(&get(s, alone).await),
+            "job {i} of the batch is stored differently from the same job alone"
+        );
+    }
 }

@@ -37,9 +37,13 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
-    /// The store could not be reached or opened (path, URL, credentials, network).
+    /// The store could not be reached or opened (path, credentials, network).
     #[error("cannot connect to the store: {0}")]
     Connect(String),
+    /// The store's settings are malformed (a database URL, a schema name):
+    /// nothing was tried. The message names the setting and the rule.
+    #[error("{0}")]
+    InvalidConfig(String),
     /// The backend failed; the message is for operators, not end users.
     #[error("store backend error: {0}")]
     Backend(String),

@@ -159,7 +159,9 @@ impl PostgresConfig {
         self
     }
 
-    pub(crate) fn check_schema(&self) -> Result<(), StoreError> {
+    /// Checks the schema name (it is spliced into every statement, so only
+    /// plain lower-case identifiers are allowed).
+    pub fn check_schema(&self) -> Result<(), StoreError> {
         let s = self.schema.as_bytes();
         let ok = !s.is_empty()
             && s.len() <= 48
@@ -170,7 +172,7 @@ impl PostgresConfig {
         if ok {
             Ok(())
         } else {
-            Err(StoreError::Connect(format!(
+            Err(StoreError::InvalidConfig(format!(
                 "invalid schema name {:?}: use 1-48 lower-case ASCII letters, digits and '_', \
                  starting with a letter or '_' (and not 'pg_')",
                 self.schema

@@ -105,7 +105,7 @@ fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, StoreErr
     let url = config.url.trim();
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         let scheme = url.split_once("://").map_or("(none)", |(s, _)| s);
-        return Err(StoreError::Connect(format!(
+        return Err(StoreError::InvalidConfig(format!(
             "invalid PostgreSQL URL: it must start with postgres:// or postgresql:// (the scheme is {scheme:?})"
         )));
     }
@@ -114,7 +114,7 @@ fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, StoreErr
             sqlx::Error::Configuration(inner) => inner.to_string(),
             other => other.to_string(),
         };
-        StoreError::Connect(format!(
+        StoreError::InvalidConfig(format!(
             "invalid PostgreSQL URL {}: {}",
             config::redact(url),
             error::one_line(&why)
@@ -157,10 +157,11 @@ impl PostgresStore {
     /// Connects, checks the schema version and applies pending migrations
     /// (unless [`PostgresConfig::migrate_on_open`] is off).
     ///
-    /// A malformed URL, refused credentials, a missing database or an
-    /// unreachable server fail with [`StoreError::Connect`] and one line
-    /// saying which; a schema written by a newer errand fails with
-    /// [`StoreError::SchemaTooNew`].
+    /// A malformed URL or schema name fails with
+    /// [`StoreError::InvalidConfig`] before anything is tried; refused
+    /// credentials, a missing database or an unreachable server fail with
+    /// [`StoreError::Connect`]; each with one line saying which. A schema
+    /// written by a newer errand fails with [`StoreError::SchemaTooNew`].
     pub async fn open(config: PostgresConfig) -> Result<Self, StoreError> {
         config.check_schema()?;
         let opts = connect_options(&config)?;

@@ -58,14 +58,14 @@ impl StoreUrl {
     pub fn parse(url: &str) -> Result<StoreUrl, StoreError> {
         let url = url.trim();
         if url.is_empty() {
-            return Err(StoreError::Connect("the database URL is empty".into()));
+            return Err(StoreError::InvalidConfig("the database URL is empty".into()));
         }
         if let Some(rest) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
         {
             if rest.is_empty() {
-                return Err(StoreError::Connect(format!(
+                return Err(StoreError::InvalidConfig(format!(
                     "{url:?} names no file: use sqlite://PATH"
                 )));
             }
@@ -75,7 +75,7 @@ impl StoreUrl {
             return Ok(StoreUrl::Postgres(url.to_owned()));
         }
         if let Some((scheme, _)) = url.split_once("://") {
-            return Err(StoreError::Connect(format!(
+            return Err(StoreError::InvalidConfig(format!(
                 "unsupported database URL scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST/DB"
             )));
         }

@@ -24,6 +24,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if let Some(s) = cause.downcast_ref::<StoreError>() {
             return match s {
                 StoreError::NotFound(_) | StoreError::InvalidState { .. } => 3,
+                StoreError::InvalidConfig(_) => 2,
                 _ => 1,
             };
         }

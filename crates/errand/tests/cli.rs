@@ -720,6 +720,28 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
             &["database:", "names no file"],
         ),
         case(
+            &[
+                "--database",
+                "postgres://nobody@127.0.0.1:1/x",
+                "--postgres-schema",
+                "Bad-Name",
+                "enqueue",
+                "k",
+            ],
+            2,
+            &["postgres_schema:", "invalid schema name \"Bad-Name\""],
+        ),
+        case(
+            &[
+                "--database",
+                "postgres://nobody@127.0.0.1:notaport/x",
+                "enqueue",
+                "k",
+            ],
+            2,
+            &["invalid PostgreSQL URL", "invalid port number"],
+        ),
+        case(
             &["--database", "sqlite://no/such/dir/t.db", "enqueue", "k"],
             1,
             &["no/such/dir", "does not exist"],

@@ -21,6 +21,20 @@ async fn connect_error(config: PostgresConfig) -> String {
     }
 }
 
+/// Opens `config` and returns the message of its configuration error (no
+/// connection is tried), checking it is one line.
+async fn config_error(config: PostgresConfig) -> String {
+    match PostgresStore::open(config).await {
+        Err(StoreError::InvalidConfig(msg)) => {
+            assert!(!msg.contains('\n'), "not one line: {msg:?}");
+            assert!(msg.len() < 300, "too long for one clear line: {msg:?}");
+            msg
+        }
+        Err(other) => panic!("expected a configuration error, got {other:?}"),
+        Ok(_) => panic!("opening should have failed"),
+    }
+}
+
 /// The test URL with its user, port or database replaced.
 fn variant(url: &str, user: Option<&str>, port: Option<u16>, db: Option<&str>) -> String {
     let opts: errand_postgres::sqlx::postgres::PgConnectOptions = url.parse().expect("test URL parses");
@@ -44,7 +58,7 @@ async fn malformed_urls_are_refused_without_echoing_the_password() {
         ("localhost:5432", "must start with postgres://"),
         ("", "must start with postgres://"),
     ] {
-        let msg = connect_error(PostgresConfig::from_url(url)).await;
+        let msg = config_error(PostgresConfig::from_url(url)).await;
         assert!(msg.contains(says), "{url}: {msg}");
         assert!(!msg.contains("hunter2"), "{url}: the password leaked: {msg}");
     }
@@ -53,7 +67,7 @@ async fn malformed_urls_are_refused_without_echoing_the_password() {
 #[tokio::test]
 async fn an_invalid_schema_name_is_refused_before_connecting() {
     let msg =
-        connect_error(PostgresConfig::from_url("postgres://nobody@127.0.0.1:1/x").schema("Bad-Name")).await;
+        config_error(PostgresConfig::from_url("postgres://nobody@127.0.0.1:1/x").schema("Bad-Name")).await;
     assert!(msg.contains("invalid schema name \"Bad-Name\""), "{msg}");
 }
 

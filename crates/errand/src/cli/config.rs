@@ -162,6 +162,12 @@ impl Config {
             None => Durability::Normal,
         };
         let postgres_schema = o.postgres_schema.clone().or(raw.postgres_schema);
+        if let Some(schema) = &postgres_schema {
+            errand::PostgresConfig::from_url(database.clone())
+                .schema(schema.clone())
+                .check_schema()
+                .map_err(|e| anyhow::anyhow!("postgres_schema: {e}"))?;
+        }
         let log_format = match o.log_format.as_deref().or(raw.log_format.as_deref()) {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,

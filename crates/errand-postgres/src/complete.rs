@@ -84,7 +84,7 @@ pub(crate) async fn complete_rows(
         .map_err(db)?;
     let mut done = HashSet::with_capacity(rows.len());
     for r in &rows {
-        done.insert(r.try_get::<i64, _>("id").map_err(db)?);
+        done.insert(r.try_get::<i64, _>(0).map_err(db)?);
     }
     Ok(items
         .iter()

@@ -116,9 +116,10 @@ pub(crate) async fn insert_rows(
     // ordinality) and the rows come back sorted by id.
     rows.iter()
         .map(|r| {
-            let id: i64 = r.try_get("id").map_err(db)?;
-            let state: String = r.try_get("state").map_err(db)?;
-            Ok((JobId(id), row::state(id, &state)?))
+            // By position: the statement returns (id, state).
+            let id: i64 = r.try_get(0).map_err(db)?;
+            let state: &str = r.try_get(1).map_err(db)?;
+            Ok((JobId(id), row::state(id, state)?))
         })
         .collect()
 }

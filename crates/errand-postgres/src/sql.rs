@@ -89,6 +89,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rows_are_read_in_the_order_the_column_list_gives() {
+        let names: Vec<&str> = JOB_COLUMNS
+            .split(',')
+            .map(|c| {
+                let c = c.trim();
+                c.rsplit(' ').next().expect("a column").trim_start_matches("j.")
+            })
+            .collect();
+        assert_eq!(names, crate::row::JOB_COLUMN_NAMES);
+    }
+
+    #[test]
     fn every_placeholder_is_filled() {
         let sql = Sql::new("s1");
         let all = format!("{sql:?}");

@@ -95,6 +95,7 @@ impl Executor for Shared {
     }
 }
 
+#[derive(Clone)]
 struct Progress {
     bar: Option<ProgressBar>,
 }
@@ -229,14 +230,22 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
             anyhow::Ok(())
         }));
     }
-    while !tasks.iter().all(|t| t.is_finished()) {
-        progress.set(done.load(Ordering::Relaxed));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ticker = {
+        let done = done.clone();
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            loop {
+                progress.set(done.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
     for t in tasks {
         t.await??;
     }
+    // Timed when the last producer is done, not at the next progress tick.
     let single = a.jobs as f64 / started.elapsed().as_secs_f64();
+    ticker.abort();
     out.insert("enqueue_single_per_sec".into(), json!(round(single)));
 
     // 2. Bulk enqueue, 1000 per batch.
@@ -339,9 +348,17 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
             "enqueue_bulk_vs_raw_1000_per_txn".into(),
             json!(round(bulk / raw1000)),
         );
-        if let Some(py) = python_batch_rate(dir.path(), d).await {
+        if let Some(py) = python_insert_rate(dir.path(), d, 1000).await {
             out.insert("python_sqlite3_1000_per_txn_per_sec".into(), json!(round(py)));
             out.insert("enqueue_bulk_vs_python_sqlite3".into(), json!(round(bulk / py)));
+        }
+        // The peers' anchor for single-row commits is Python's sqlite3 too.
+        if let Some(py) = python_insert_rate(dir.path(), d, 1).await {
+            out.insert("python_sqlite3_single_commit_per_sec".into(), json!(round(py)));
+            out.insert(
+                "enqueue_single_vs_python_single_commit".into(),
+                json!(round(single / py)),
+            );
         }
     }
     progress.done();
@@ -432,9 +449,9 @@ async fn wait_processed_from(
     Ok(n as f64 / from_first)
 }
 
-/// Python's sqlite3 module inserting 1000 rows per transaction for 3 s,
-/// the way the peers' anchor measured it; `None` without python3.
-async fn python_batch_rate(dir: &std::path::Path, d: errand::Durability) -> Option<f64> {
+/// Python's sqlite3 module inserting `per_txn` rows per transaction for
+/// 3 s, the way the peers' anchor measured it; `None` without python3.
+async fn python_insert_rate(dir: &std::path::Path, d: errand::Durability, per_txn: usize) -> Option<f64> {
     let sync = match d {
         errand::Durability::Normal => "NORMAL",
         errand::Durability::Full => "FULL",
@@ -442,14 +459,14 @@ async fn python_batch_rate(dir: &std::path::Path, d: errand::Durability) -> Opti
     let script = format!(
         r#"
 import json, os, sqlite3, time
-p = os.path.join({dir:?}, "python.db")
+p = os.path.join({dir:?}, "python-{per_txn}.db")
 db = sqlite3.connect(p, isolation_level=None)
 db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous={sync}")
 db.execute("CREATE TABLE q(id INTEGER PRIMARY KEY, state TEXT NOT NULL DEFAULT 'ready', payload TEXT NOT NULL, created_at REAL NOT NULL)")
 n = 0; t0 = time.perf_counter()
 while time.perf_counter() - t0 < 3.0:
     db.execute("BEGIN")
-    for _ in range(1000):
+    for _ in range({per_txn}):
         db.execute("INSERT INTO q(payload, created_at) VALUES (?, ?)", (json.dumps({{"n": n}}), time.time())); n += 1
     db.execute("COMMIT")
 print(n / (time.perf_counter() - t0))

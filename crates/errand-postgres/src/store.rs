@@ -79,9 +79,11 @@ impl Store for PostgresStore {
             let mut conn = self.inner.pool.acquire().await.map_err(db)?;
             insert_plain(&mut conn, sql, &jobs, now, Notify::AfterCommit).await?
         };
-        // Committed: wake other processes' workers of the queues that got available jobs.
+        // Committed: wake other processes' workers of the queues that got
+        // available jobs, once per queue.
+        let mut woken = std::collections::HashSet::new();
         for (job, ins) in jobs.iter().zip(&out) {
-            if !ins.duplicate && ins.state == JobState::Available {
+            if !ins.duplicate && ins.state == JobState::Available && woken.insert(job.queue.as_str()) {
                 self.inner.notifier.notify(&job.queue);
             }
         }

@@ -120,15 +120,7 @@ fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, StoreErr
             error::one_line(&why)
         ))
     })?;
-    // Generic plans only: every errand statement is written for one plan
-    // (an index walk or primary-key lookups), and a custom plan can stray
-    // from it when the statistics are stale. The completion's join of its
-    // input to the jobs, planned from statistics taken while no job was
-    // running, became a nested loop that rescanned the input once per job
-    // (0.6 s for a batch of 1000 instead of 9 ms).
-    let mut opts = opts
-        .application_name(&config.application_name)
-        .options([("plan_cache_mode", "force_generic_plan")]);
+    let mut opts = opts.application_name(&config.application_name);
     if let Some(t) = config.statement_timeout {
         opts = opts.options([("statement_timeout", format!("{}", t.as_millis().max(1)))]);
     }
@@ -187,6 +179,16 @@ impl PostgresStore {
             // broken ones; pinging again before each use would cost a round
             // trip per operation. Only long-idle connections are checked.
             .test_before_acquire(false)
+            // Generic plans only: every errand statement is written for one
+            // plan (an index walk or primary-key lookups), planned once per
+            // connection instead of once per call. Set with SET rather than
+            // a startup option, which poolers such as PgBouncer refuse.
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(&mut *conn, "SET plan_cache_mode = force_generic_plan").await?;
+                    Ok(())
+                })
+            })
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
                     if meta.idle_for.as_secs() >= 30 {

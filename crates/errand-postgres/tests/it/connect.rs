@@ -178,3 +178,18 @@ async fn pooled_connections_carry_the_configured_timeout_and_name() {
     assert_eq!((timeout.as_str(), name.as_str()), ("1500ms", "errand-conn-test"));
     support::drop_schema(&schema).await;
 }
+
+#[tokio::test]
+async fn the_stores_connections_use_generic_plans() {
+    let Some(store) = support::store().await else {
+        return;
+    };
+    let mode: String = errand_postgres::sqlx::query_scalar("SHOW plan_cache_mode")
+        .fetch_one(store.pool())
+        .await
+        .expect("SHOW plan_cache_mode");
+    assert_eq!(mode, "force_generic_plan");
+    let schema = store.schema().to_owned();
+    store.close().await;
+    support::drop_schema(&schema).await;
+}

@@ -111,40 +111,6 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(StoreError::backend)
 }
 
-/// Per-queue totals gathered in one transaction, added in one statement per queue.
-#[derive(Default)]
-struct Totals(HashMap<String, [i64; 3]>);
-
-impl Totals {
-    fn add(&mut self, queue: String, finish: &Finish) {
-        let t = self.0.entry(queue).or_default();
-        match finish {
-            Finish::Complete { .. } => t[0] += 1,
-            Finish::Retry { .. } => t[1] += 1,
-            Finish::Discard { .. } => {
-                t[1] += 1;
-                t[2] += 1;
-            }
-            _ => {}
-        }
-    }
-
-    fn write(self, conn: &Connection) -> Result<(), StoreError> {
-        let mut st = conn
-            .prepare_cached(
-                "UPDATE queues SET completed_total = completed_total + ?2, failed_total = failed_total + ?3, \
-                 discarded_total = discarded_total + ?4 WHERE name = ?1",
-            )
-            .map_err(err)?;
-        for (q, [c, f, d]) in self.0 {
-            if c != 0 || f != 0 || d != 0 {
-                st.execute(params![q, c, f, d]).map_err(err)?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Inserts `jobs`; with `create_queues`, first makes sure their queues exist.
 pub(crate) fn insert_all(
     conn: &Connection,
@@ -330,9 +296,9 @@ fn complete(
     Ok(out)
 }
 
-/// The ids of jobs whose finish counts toward a queue total, per total; their
-/// queues are looked up (by primary key) and the totals added in one
-/// statement per total, at the end of the batch.
+/// The ids of jobs whose finish counts toward a queue total (completions and
+/// rescues alike), per total; their queues are looked up by primary key and
+/// the totals added in one statement per total, at the end of the batch.
 #[derive(Default)]
 struct ByIds([Vec<i64>; 3]);
 
@@ -375,27 +341,19 @@ impl ByIds {
 
 fn rescue(conn: &Connection, now: Timestamp, policy: &RetryPolicy, limit: usize) -> Result<u64, StoreError> {
     let now_us = to_micros(now);
-    type Candidate = (i64, i32, i32, Option<String>, Option<String>, i64, String);
+    type Candidate = (i64, i32, i32, Option<String>, Option<String>, i64);
     let candidates: Vec<Candidate> = {
         let mut st = conn.prepare_cached(RESCUE).map_err(err)?;
         st.query_map(params![now_us, limit as i64], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
         })
         .map_err(err)?
         .collect::<Result<_, _>>()
         .map_err(err)?
     };
-    let mut totals = Totals::default();
+    let mut counted = ByIds::default();
     let mut n = 0;
-    for (id, attempt, max_attempts, retry, owner, token, queue) in candidates {
+    for (id, attempt, max_attempts, retry, owner, token) in candidates {
         let own: Option<RetryPolicy> = retry.and_then(|s| serde_json::from_str(&s).ok());
         let finish = errand_core::lifecycle::rescue(
             attempt,
@@ -416,11 +374,11 @@ fn rescue(conn: &Connection, now: Timestamp, policy: &RetryPolicy, limit: usize)
             .execute(params![id, token, time, text])
             .map_err(err)?;
         if changed == 1 {
-            totals.add(queue, &finish);
+            counted.add(id, &finish);
             n += 1;
         }
     }
-    totals.write(conn)?;
+    counted.write(conn)?;
     Ok(n)
 }
 

@@ -159,25 +159,29 @@ impl PostgresConfig {
         self
     }
 
-    /// Checks the schema name (it is spliced into every statement, so only
-    /// plain lower-case identifiers are allowed).
-    pub fn check_schema(&self) -> Result<(), StoreError> {
-        let s = self.schema.as_bytes();
-        let ok = !s.is_empty()
-            && s.len() <= 48
-            && (s[0].is_ascii_lowercase() || s[0] == b'_')
-            && s.iter()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
-            && !self.schema.starts_with("pg_");
-        if ok {
-            Ok(())
-        } else {
-            Err(StoreError::InvalidConfig(format!(
-                "invalid schema name {:?}: use 1-48 lower-case ASCII letters, digits and '_', \
-                 starting with a letter or '_' (and not 'pg_')",
-                self.schema
-            )))
-        }
+    /// Checks the schema name (see [`check_schema_name`]).
+    pub(crate) fn check_schema(&self) -> Result<(), StoreError> {
+        check_schema_name(&self.schema)
+    }
+}
+
+/// Checks a schema name before anything is opened: it is spliced into every
+/// statement, so only plain lower-case identifiers are allowed.
+pub fn check_schema_name(name: &str) -> Result<(), StoreError> {
+    let s = name.as_bytes();
+    let ok = !s.is_empty()
+        && s.len() <= 48
+        && (s[0].is_ascii_lowercase() || s[0] == b'_')
+        && s.iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        && !name.starts_with("pg_");
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidConfig(format!(
+            "invalid schema name {name:?}: use 1-48 lower-case ASCII letters, digits and '_', \
+             starting with a letter or '_' (and not 'pg_')"
+        )))
     }
 }
 

@@ -53,7 +53,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
 
-pub use config::{DEFAULT_SCHEMA, PostgresConfig};
+pub use config::{DEFAULT_SCHEMA, PostgresConfig, check_schema_name};
 pub use migrate::SCHEMA_VERSION;
 /// The `sqlx` this crate is built with: use it for the transactions you pass
 /// to [`PostgresStore::insert_jobs_in`] and [`PostgresStore::complete_in`].

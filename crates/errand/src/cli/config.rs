@@ -163,9 +163,7 @@ impl Config {
         };
         let postgres_schema = o.postgres_schema.clone().or(raw.postgres_schema);
         if let Some(schema) = &postgres_schema {
-            errand::PostgresConfig::from_url(database.clone())
-                .schema(schema.clone())
-                .check_schema()
+            errand_postgres::check_schema_name(schema)
                 .map_err(|e| anyhow::anyhow!("postgres_schema: {e}"))?;
         }
         let log_format = match o.log_format.as_deref().or(raw.log_format.as_deref()) {

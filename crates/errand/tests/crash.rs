@@ -148,28 +148,7 @@ async fn sigkilled_workers_lose_no_job_and_complete_none_twice() {
     // In the store: every job completed, once.
     let jobs = all_jobs(&*store).await;
     assert_eq!(jobs.len(), JOBS, "no job lost or added");
-    let mut rescued = 0;
-    for j in &jobs {
-        assert_eq!(j.state, JobState::Completed, "job {}: {j:?}", j.id);
-        assert!(j.lease.is_none(), "job {} still holds a lease", j.id);
-        // One successful attempt; every other attempt is in the history, as a lost lease.
-        assert_eq!(
-            j.errors.len() as i32,
-            j.attempt - 1,
-            "job {}: {:?}",
-            j.id,
-            j.errors
-        );
-        for e in &j.errors {
-            assert!(
-                e.message.starts_with("lease expired"),
-                "job {}: {}",
-                j.id,
-                e.message
-            );
-        }
-        rescued += j.errors.len();
-    }
+    let rescued = common::check_all_completed(&jobs);
     let (done, total) = completed(&*store, "default").await;
     assert_eq!(
         (done, total),

@@ -307,26 +307,7 @@ async fn workers_and_producers_share_postgres_and_survive_a_dead_leader() {
     // Exactly once in the store.
     let jobs = all_jobs(&*store).await;
     assert_eq!(jobs.len(), TOTAL, "no job lost or added");
-    let mut rescued = 0;
-    for j in &jobs {
-        assert_eq!(j.state, JobState::Completed, "job {}: {j:?}", j.id);
-        assert_eq!(
-            j.errors.len() as i32,
-            j.attempt - 1,
-            "job {}: {:?}",
-            j.id,
-            j.errors
-        );
-        for e in &j.errors {
-            assert!(
-                e.message.starts_with("lease expired"),
-                "job {}: {}",
-                j.id,
-                e.message
-            );
-        }
-        rescued += j.errors.len();
-    }
+    let rescued = common::check_all_completed(&jobs);
     assert_eq!(
         completed(&*store).await,
         (TOTAL as u64, TOTAL as u64),

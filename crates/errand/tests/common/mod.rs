@@ -283,3 +283,32 @@ pub(crate) fn check_effects(effects: &Path, jobs: &[errand_core::Job]) -> usize 
     assert!(runs.is_empty(), "effects of unknown jobs: {runs:?}");
     text.lines().count() - jobs.len()
 }
+
+/// Checks that every job completed exactly once in the store, holding no
+/// lease, with each earlier attempt in its history as a lost lease; returns
+/// how many attempts were lost (and rescued) in all.
+pub(crate) fn check_all_completed(jobs: &[errand::core::Job]) -> usize {
+    let mut rescued = 0;
+    for j in jobs {
+        assert_eq!(j.state, errand::JobState::Completed, "job {}: {j:?}", j.id);
+        assert!(j.lease.is_none(), "job {} still holds a lease", j.id);
+        // One successful attempt; every other attempt is in the history, as a lost lease.
+        assert_eq!(
+            j.errors.len() as i32,
+            j.attempt - 1,
+            "job {}: {:?}",
+            j.id,
+            j.errors
+        );
+        for e in &j.errors {
+            assert!(
+                e.message.starts_with("lease expired"),
+                "job {}: {}",
+                j.id,
+                e.message
+            );
+        }
+        rescued += j.errors.len();
+    }
+    rescued
+}

@@ -296,6 +296,14 @@ pub trait Store: Send + Sync + 'static {
     /// Waits until another process may have written jobs, or `timeout`
     /// passes. Spurious returns are allowed; it is a hint to look again.
     async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError>;
+
+    /// How many claims a worker keeps under way at once per queue unless it
+    /// is told otherwise. More than one pays where claims queue up behind
+    /// one another cheaply (a single writer); where concurrent claims compete
+    /// for the same rows and the server's CPU, one is better.
+    fn claims_in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// A schedule as a scheduler registers it with the store (see

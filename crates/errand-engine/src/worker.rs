@@ -39,6 +39,11 @@ pub struct QueueConfig {
     pub concurrency: usize,
     /// The most jobs claimed in one store call.
     pub fetch_batch: usize,
+    /// How many claims may be under way at once, sharing the queue's slots:
+    /// with 2, the next claim runs on the store while the jobs of the last
+    /// one are read and started, so neither waits for the other. `None`: the
+    /// store's choice ([`errand_core::Store::claims_in_flight`]), 1 when `concurrency` is 1.
+    pub fetchers: Option<usize>,
     /// The retry policy for this queue's jobs when neither the job nor its kind sets one.
     pub retry: Option<RetryPolicy>,
 }
@@ -50,6 +55,7 @@ impl QueueConfig {
             name: name.into(),
             concurrency,
             fetch_batch: concurrency.clamp(1, 500),
+            fetchers: None,
             retry: None,
         }
     }
@@ -155,6 +161,14 @@ impl WorkerBuilder {
                         "queue {:?}: concurrency and fetch batch must be at least 1",
                         q.name
                     ),
+                    index: Some(i),
+                });
+            }
+            if q.fetchers == Some(0) {
+                return Err(ValidationError {
+                    field: "fetchers",
+                    code: "fetchers_invalid",
+                    message: format!("queue {:?}: fetchers must be at least 1", q.name),
                     index: Some(i),
                 });
             }
@@ -348,10 +362,29 @@ impl Worker {
         let fetch_stop = CancellationToken::new();
         let background_stop = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let store_fetchers = shared.rt.store.claims_in_flight().max(1);
         let fetchers = self
             .queues
             .into_iter()
-            .map(|q| tokio::spawn(fetch_loop(shared.clone(), q, tracker.clone(), fetch_stop.clone())))
+            .flat_map(|q| {
+                // The queue's fetchers share its slots.
+                let slots = Arc::new(Semaphore::new(q.concurrency));
+                let fetchers = match q.fetchers {
+                    Some(n) => n,
+                    None if q.concurrency == 1 => 1,
+                    None => store_fetchers,
+                };
+                (0..fetchers).map(move |_| (q.clone(), slots.clone()))
+            })
+            .map(|(q, slots)| {
+                tokio::spawn(fetch_loop(
+                    shared.clone(),
+                    q,
+                    slots,
+                    tracker.clone(),
+                    fetch_stop.clone(),
+                ))
+            })
             .collect();
         let completer = tokio::spawn(completer(shared.clone(), done_rx, background_stop.clone()));
         let heartbeat = tokio::spawn(heartbeat(shared.clone(), background_stop.clone()));
@@ -425,8 +458,13 @@ impl RunningWorker {
     }
 }
 
-async fn fetch_loop(shared: Arc<Shared>, q: QueueConfig, tracker: TaskTracker, stop: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(q.concurrency));
+async fn fetch_loop(
+    shared: Arc<Shared>,
+    q: QueueConfig,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
     let notify = shared.rt.hub.queue(&q.name);
     let mut backoff = Duration::from_millis(50);
     loop {

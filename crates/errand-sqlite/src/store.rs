@@ -923,4 +923,11 @@ impl Store for SqliteStore {
         let _ = tokio::time::timeout(timeout, rx.changed()).await;
         Ok(())
     }
+
+    /// Two: claims queue up at the single writer at no extra cost, and with
+    /// two under way the writer claims the next batch while the last one is
+    /// read and started (about a fifth more jobs per second in `errand bench`).
+    fn claims_in_flight(&self) -> usize {
+        2
+    }
 }

@@ -317,3 +317,85 @@ async fn many_jobs_each_complete_exactly_once() {
     assert_eq!(q[0].completed_total, 2000);
     assert_eq!(q[0].counts.get(&JobState::Completed), Some(&2000));
 }
+
+/// Counts the jobs running at once and remembers the most.
+struct Gauge {
+    now: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Slow {}
+
+impl JobArgs for Slow {
+    const KIND: &'static str = "slow";
+}
+
+impl Handler<Slow> for Gauge {
+    async fn perform(&self, _ctx: &JobContext, _args: Slow) -> Result<(), JobError> {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(n, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn fetchers_of_a_queue_share_its_concurrency() {
+    let env = env().await;
+    let peak = Arc::new(AtomicUsize::new(0));
+    let mut queue = errand_engine::QueueConfig::new("default", 3);
+    queue.fetchers = Some(4);
+    let running = env
+        .errand
+        .worker()
+        .queue_config(queue)
+        .register(Gauge {
+            now: Arc::new(AtomicUsize::new(0)),
+            peak: peak.clone(),
+        })
+        .config(fast_config())
+        .build()
+        .unwrap()
+        .start();
+    let jobs: Vec<NewJob> = (0..200)
+        .map(|_| NewJob::from_args("slow", &Slow {}).unwrap())
+        .collect();
+    env.errand.client().enqueue_many(jobs).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while running.stats().completed < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck at {:?}",
+            running.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    running.shutdown().await;
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        3,
+        "at most 3 at once, and all 3 used"
+    );
+}
+
+#[tokio::test]
+async fn zero_fetchers_is_refused() {
+    let env = env().await;
+    let mut queue = errand_engine::QueueConfig::new("default", 3);
+    queue.fetchers = Some(0);
+    let built = env
+        .errand
+        .worker()
+        .queue_config(queue)
+        .register(Gauge {
+            now: Arc::new(AtomicUsize::new(0)),
+            peak: Arc::new(AtomicUsize::new(0)),
+        })
+        .build();
+    let Err(err) = built else {
+        panic!("a queue with no fetchers was accepted");
+    };
+    assert_eq!((err.field, err.code), ("fetchers", "fetchers_invalid"));
+}

@@ -62,6 +62,7 @@ struct RawMaintenance {
 struct RawQueue {
     concurrency: Option<usize>,
     fetch_batch: Option<usize>,
+    fetchers: Option<usize>,
     retention: Option<String>,
 }
 
@@ -218,6 +219,12 @@ impl Config {
                 }
                 q.fetch_batch = b;
             }
+            if let Some(f) = raw.queue.get(&name).and_then(|q| q.fetchers) {
+                if f == 0 {
+                    bail!("queue.{name}.fetchers: must be at least 1");
+                }
+                q.fetchers = Some(f);
+            }
             queues.push(q);
         }
         let mut maintenance = MaintenanceConfig::default();
@@ -319,11 +326,15 @@ mod tests {
     #[test]
     fn per_queue_sections() {
         let c = build(
-            "[queue.mail]\nconcurrency = 4\nretention = \"7d\"\n",
+            "[queue.mail]\nconcurrency = 4\nfetch_batch = 3\nfetchers = 1\nretention = \"7d\"\n",
             Overrides::default(),
         )
         .unwrap();
-        assert!(c.queues.iter().any(|q| q.name == "mail" && q.concurrency == 4));
+        let mail = c.queues.iter().find(|q| q.name == "mail").unwrap();
+        assert_eq!(
+            (mail.concurrency, mail.fetch_batch, mail.fetchers),
+            (4, 3, Some(1))
+        );
         assert_eq!(
             c.maintenance.queue_retention[0].keep,
             Duration::from_secs(7 * 86_400)
@@ -338,6 +349,11 @@ mod tests {
             ("[worker]\nlease = \"soon\"", "worker.lease"),
             ("[worker]\nqueues = { \"bad name\" = 1 }", "queues"),
             ("[worker]\nqueues = { a = 0 }", "queues"),
+            ("[queue.a]\nconcurrency = 2\nfetchers = 0", "queue.a.fetchers"),
+            (
+                "[queue.a]\nconcurrency = 2\nfetch_batch = 0",
+                "queue.a.fetch_batch",
+            ),
             ("database = \"ftp://x\"", "database"),
         ] {
             let err = build(file, Overrides::default()).unwrap_err().to_string();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, named_params, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use errand_core::clock::{add, from_micros, to_micros};
 use errand_core::store::{
@@ -21,7 +21,8 @@ use errand_core::{
 use crate::SqliteStore;
 use crate::row::{self, err};
 
-const CLAIM: &str = include_str!("../sql/claim_available.sql");
+const CLAIM_SELECT: &str = include_str!("../sql/claim_select.sql");
+const CLAIM_UPDATE: &str = include_str!("../sql/claim_update.sql");
 const LOAD_CLAIMED: &str = include_str!("../sql/load_claimed.sql");
 const INSERT: &str = include_str!("../sql/insert_job.sql");
 const COMPLETE_SUCCESSES: &str = include_str!("../sql/complete_successes.sql");
@@ -197,24 +198,34 @@ pub(crate) fn insert_all(
     Ok(out)
 }
 
-/// Claims jobs on the writer; returns their ids (see `claim_available.sql`).
+/// Claims jobs on the writer; returns their ids in claim order (see
+/// `claim_select.sql` and `claim_update.sql`).
 fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Vec<i64>, StoreError> {
     let now = to_micros(req.now);
     let until = to_micros(add(req.now, req.lease_for));
-    let mut st = conn.prepare_cached(CLAIM).map_err(err)?;
-    let rows = st
-        .query_map(
-            named_params! {
-                ":now": now,
-                ":owner": req.owner,
-                ":lease_until": until,
-                ":queue": req.queue,
-                ":limit": req.limit as i64,
-            },
-            |r| r.get(0),
-        )
+    let ids = conn
+        .prepare_cached(CLAIM_SELECT)
+        .map_err(err)?
+        .query_map(params![req.queue, now, req.limit as i64], |r| r.get(0))
+        .map_err(err)?
+        .collect::<Result<Vec<i64>, _>>()
         .map_err(err)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let marked = conn
+        .prepare_cached(CLAIM_UPDATE)
+        .map_err(err)?
+        .execute(params![json(&ids)?, now, req.owner, until])
+        .map_err(err)?;
+    // Both statements run in one transaction under the write lock.
+    if marked != ids.len() {
+        return Err(StoreError::Backend(format!(
+            "claim marked {marked} of the {} jobs it picked",
+            ids.len()
+        )));
+    }
+    Ok(ids)
 }
 
 /// Reads claimed jobs by id, in claim order.
@@ -320,8 +331,9 @@ impl ByIds {
             ["completed_total", "failed_total", "discarded_total"].map(|column| {
                 format!(
                     "UPDATE queues SET {column} = {column} + c.n \
-                     FROM (SELECT queue, count(*) AS n FROM jobs \
-                           WHERE id IN (SELECT value FROM json_each(?1)) GROUP BY queue) AS c \
+                     FROM (SELECT j.queue, count(*) AS n \
+                           FROM json_each(?1) AS e CROSS JOIN jobs AS j ON j.id = e.value \
+                           GROUP BY j.queue) AS c \
                      WHERE queues.name = c.queue"
                 )
             })

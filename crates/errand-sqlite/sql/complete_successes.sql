@@ -6,7 +6,9 @@
 -- extraction per row, which cost a third of this statement.)
 -- One statement instead of one per job: the per-statement work (binding,
 -- starting and finishing the statement) was about a third of a completion.
--- Returns the ids written; the others lost their lease.
+-- The caller compares the change count with the number of jobs; when some
+-- lost their lease it runs the statement again with `RETURNING jobs.id`
+-- appended, to learn which were written.
 UPDATE jobs
 SET state = 'completed',
     finished_at = ?1,
@@ -15,4 +17,4 @@ SET state = 'completed',
     lease_expires_at = NULL
 FROM json_each(?2) AS c
 WHERE jobs.id = CAST(c.key AS INTEGER) AND jobs.state = 'running' AND jobs.lease_token = c.value
-RETURNING jobs.id
+

@@ -20,12 +20,15 @@ use errand_core::{
 
 use crate::SqliteStore;
 use crate::row::{self, err};
+use crate::writer;
 
 const CLAIM_SELECT: &str = include_str!("../sql/claim_select.sql");
 const CLAIM_UPDATE: &str = include_str!("../sql/claim_update.sql");
 const LOAD_CLAIMED: &str = include_str!("../sql/load_claimed.sql");
 const INSERT: &str = include_str!("../sql/insert_job.sql");
 const COMPLETE_SUCCESSES: &str = include_str!("../sql/complete_successes.sql");
+const COMPLETE_SUCCESSES_RETURNING: &str =
+    concat!(include_str!("../sql/complete_successes.sql"), "RETURNING jobs.id");
 const FIND_UNIQUE: &str = include_str!("../sql/find_unique.sql");
 const RESCUE: &str = include_str!("../sql/rescue_expired_leases.sql");
 const PROMOTE: &str = include_str!("../sql/promote_due.sql");
@@ -266,13 +269,33 @@ fn complete(
     }
     if !at.is_empty() {
         successes.push('}');
-        let mut st = conn.prepare_cached(COMPLETE_SUCCESSES).map_err(err)?;
-        let mut rows = st.query(params![now_us, successes]).map_err(err)?;
-        while let Some(row) = rows.next().map_err(err)? {
-            let id: i64 = row.get(0).map_err(err)?;
-            if let Some(&i) = at.get(&id) {
+        // Nearly always every job still holds its lease and the change count
+        // says all were written, with no RETURNING (which SQLite runs through
+        // an ephemeral table). Otherwise the statement is undone and run
+        // again, returning the ids it wrote.
+        writer::exec(conn, "SAVEPOINT successes").map_err(err)?;
+        let written = conn
+            .prepare_cached(COMPLETE_SUCCESSES)
+            .map_err(err)?
+            .execute(params![now_us, successes])
+            .map_err(err)?;
+        if written == at.len() {
+            writer::exec(conn, "RELEASE successes").map_err(err)?;
+            for &i in at.values() {
                 out[i] = CompletionResult::Done;
-                counted.add(id, &items[i].finish);
+                counted.add(items[i].id.0, &items[i].finish);
+            }
+        } else {
+            writer::exec(conn, "ROLLBACK TO successes").map_err(err)?;
+            writer::exec(conn, "RELEASE successes").map_err(err)?;
+            let mut st = conn.prepare_cached(COMPLETE_SUCCESSES_RETURNING).map_err(err)?;
+            let mut rows = st.query(params![now_us, successes]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let id: i64 = row.get(0).map_err(err)?;
+                if let Some(&i) = at.get(&id) {
+                    out[i] = CompletionResult::Done;
+                    counted.add(id, &items[i].finish);
+                }
             }
         }
     }

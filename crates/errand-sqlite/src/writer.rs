@@ -186,7 +186,7 @@ fn gather_one(rx: &mpsc::Receiver<Command>, concurrent: bool) -> Option<Command>
 
 /// Runs a transaction-control statement through the statement cache (they
 /// run several times per group; parsing them each time costs more than the work).
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+pub(crate) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
 }

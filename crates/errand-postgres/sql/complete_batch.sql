@@ -29,12 +29,13 @@ done AS (
         lease_owner = NULL,
         lease_expires_at = NULL
     FROM input AS i
-    -- The ids drive the plan: the jobs are found by primary key and joined to
-    -- the input by hash. The running check is written as a CASE so that the
-    -- planner does not estimate it: statistics taken while few jobs ran say
-    -- almost none do, and the planner then rescanned the whole input once
-    -- per job (a batch of 1000 took 0.3 s instead of 8 ms).
-    WHERE j.id = ANY ($2::int8[]) AND j.id = i.id AND j.lease_token = i.token
+    -- The input drives the plan: each job is found by primary key. The
+    -- running check is written as a CASE so that the planner does not
+    -- estimate it: statistics taken while few jobs ran say almost none do,
+    -- and the planner then put the jobs outside and rescanned the whole input
+    -- once per job. (So did `j.id = ANY ($2)` beside the join, under a
+    -- generic plan: quadratic, 0.7 s for a batch of 2000 instead of 16 ms.)
+    WHERE j.id = i.id AND j.lease_token = i.token
       AND CASE j.state WHEN 'running' THEN true ELSE false END
     RETURNING j.id, j.queue, i.state, i.failed
 ),

@@ -5,8 +5,8 @@
 UPDATE __SCHEMA__.jobs AS j
 SET lease_expires_at = $2
 FROM unnest($3::int8[], $4::int8[]) AS h(id, token)
--- Planned as complete_batch.sql is: by primary key, with the running check
--- hidden from the planner's estimates.
-WHERE j.id = ANY ($3::int8[]) AND j.id = h.id AND j.lease_token = h.token
+-- Planned as complete_batch.sql is: driven by the input, by primary key,
+-- with the running check hidden from the planner's estimates.
+WHERE j.id = h.id AND j.lease_token = h.token
   AND CASE j.state WHEN 'running' THEN true ELSE false END AND j.lease_owner = $1
 RETURNING j.id, j.cancel_requested

@@ -303,7 +303,10 @@ struct Shared {
     executors: HashMap<String, Arc<dyn Executor>>,
     queue_retry: HashMap<String, RetryPolicy>,
     inflight: Mutex<HashMap<JobId, Inflight>>,
-    done_tx: mpsc::UnboundedSender<Done>,
+    /// Bounded: when completions are written more slowly than jobs finish,
+    /// finished jobs wait here holding their slots, so claiming slows down
+    /// instead of the backlog (and every heartbeat's list of held jobs) growing.
+    done_tx: mpsc::Sender<Done>,
     counters: Counters,
     /// Fired when the grace period is over: running jobs are handed back.
     hard_stop: CancellationToken,
@@ -342,7 +345,8 @@ impl Worker {
 
     /// Starts the fetchers, the completer and the heartbeat on the current tokio runtime.
     pub fn start(self) -> RunningWorker {
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let slots: usize = self.queues.iter().map(|q| q.concurrency).sum();
+        let (done_tx, done_rx) = mpsc::channel(slots.max(self.config.completion_batch).max(1));
         let queue_retry = self
             .queues
             .iter()
@@ -609,11 +613,14 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
             tenant = ctx.tenant().unwrap_or(""), state = %finish.target_state(), "job finished"
         ),
     }
-    let _ = shared.done_tx.send(Done {
-        id: job.id,
-        token,
-        finish,
-    });
+    let _ = shared
+        .done_tx
+        .send(Done {
+            id: job.id,
+            token,
+            finish,
+        })
+        .await;
 }
 
 /// Runs the attempt; `None` means it was cut off by shutdown and goes back.
@@ -660,7 +667,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>, stop: CancellationToken) {
+async fn completer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Done>, stop: CancellationToken) {
     let max = shared.config.completion_batch.max(1);
     let mut buf: Vec<Done> = Vec::with_capacity(max);
     loop {

@@ -304,6 +304,13 @@ pub trait Store: Send + Sync + 'static {
     fn claims_in_flight(&self) -> usize {
         1
     }
+
+    /// The store's own upkeep, run by the maintenance leader on every pass
+    /// (PostgreSQL: vacuuming the jobs table when autovacuum is off). It
+    /// returns at once; long work runs in the background. Default: nothing.
+    async fn upkeep(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A schedule as a scheduler registers it with the store (see

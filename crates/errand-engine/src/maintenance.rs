@@ -113,7 +113,7 @@ impl Maintenance {
     }
 
     /// One pass: renew or take leadership; if leader, rescue, expire,
-    /// promote (waking local workers) and, when due, prune.
+    /// promote (waking local workers), the store's upkeep and, when due, prune.
     pub async fn tick(&mut self) -> Result<TickReport, StoreError> {
         let store = self.rt.store.clone();
         let now = self.rt.clock.now();
@@ -158,6 +158,7 @@ impl Maintenance {
                 break;
             }
         }
+        store.upkeep().await?;
         if self
             .last_prune
             .is_none_or(|t| add(t, self.config.prune_interval) <= now)

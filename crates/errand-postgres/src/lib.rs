@@ -44,6 +44,7 @@ mod schedule;
 mod sql;
 mod store;
 mod tx;
+mod upkeep;
 
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -90,6 +91,7 @@ struct Inner {
     listener_task: OnceLock<JoinHandle<()>>,
     wakeups: Arc<Wakeups>,
     notifier: listener::Notifier,
+    upkeep: Arc<upkeep::Upkeep>,
 }
 
 impl Drop for Inner {
@@ -221,6 +223,7 @@ impl PostgresStore {
                 listener_task: OnceLock::new(),
                 wakeups: Wakeups::new(config.poll_interval),
                 notifier,
+                upkeep: Arc::default(),
             }),
         })
     }

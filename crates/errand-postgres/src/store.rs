@@ -446,6 +446,11 @@ impl Store for PostgresStore {
         self.list_schedules_rows().await
     }
 
+    async fn upkeep(&self) -> Result<(), StoreError> {
+        self.inner.upkeep.poke(&self.inner.pool, &self.inner.schema);
+        Ok(())
+    }
+
     async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {
         if self.inner.pool.is_closed() {
             return Err(StoreError::Closed);

@@ -449,3 +449,68 @@ async fn fenced_writes_look_jobs_up_by_primary_key_even_with_stale_statistics() 
     drop(conn);
     support::drop_schema(store.schema()).await;
 }
+
+/// With autovacuum off for the jobs table, the store's upkeep vacuums it
+/// once enough rows are dead, and not before.
+#[tokio::test]
+async fn upkeep_vacuums_the_jobs_table_when_autovacuum_is_off() {
+    let Some(store) = support::store().await else {
+        return;
+    };
+    let s = store.schema();
+    let last_vacuum = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'jobs'",
+        )
+        .bind(s)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+    };
+    let mut conn = support::connect().await;
+    sqlx::raw_sql(&format!(
+        r#"ALTER TABLE "{s}".jobs SET (autovacuum_enabled = false);
+           INSERT INTO "{s}".jobs (queue, kind, args, priority, state, attempt, max_attempts, run_at, created_at)
+           SELECT 'default', 'k', '{{}}', 100, 'available', 0, 25, 0, 0 FROM generate_series(1, 500);
+           DELETE FROM "{s}".jobs;"#
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // 500 dead rows: under the threshold (1000 plus 1% of the live rows).
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.upkeep().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!last_vacuum().await, "vacuumed with only 500 dead rows");
+
+    sqlx::raw_sql(&format!(
+        r#"INSERT INTO "{s}".jobs (queue, kind, args, priority, state, attempt, max_attempts, run_at, created_at)
+           SELECT 'default', 'k', '{{}}', 100, 'available', 0, 25, 0, 0 FROM generate_series(1, 3000);
+           DELETE FROM "{s}".jobs;"#
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        store.upkeep().await.unwrap();
+        if last_vacuum().await {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the jobs table was never vacuumed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(conn);
+    support::drop_schema(store.schema()).await;
+}

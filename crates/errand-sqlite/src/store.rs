@@ -274,29 +274,28 @@ fn complete(
         // an ephemeral table). Otherwise the statement is undone and run
         // again, returning the ids it wrote.
         writer::exec(conn, "SAVEPOINT successes").map_err(err)?;
-        let written = conn
+        let changed = conn
             .prepare_cached(COMPLETE_SUCCESSES)
             .map_err(err)?
             .execute(params![now_us, successes])
             .map_err(err)?;
-        if written == at.len() {
+        let written: Vec<usize> = if changed == at.len() {
             writer::exec(conn, "RELEASE successes").map_err(err)?;
-            for &i in at.values() {
-                out[i] = CompletionResult::Done;
-                counted.add(items[i].id.0, &items[i].finish);
-            }
+            at.into_values().collect()
         } else {
             writer::exec(conn, "ROLLBACK TO successes").map_err(err)?;
             writer::exec(conn, "RELEASE successes").map_err(err)?;
             let mut st = conn.prepare_cached(COMPLETE_SUCCESSES_RETURNING).map_err(err)?;
-            let mut rows = st.query(params![now_us, successes]).map_err(err)?;
-            while let Some(row) = rows.next().map_err(err)? {
-                let id: i64 = row.get(0).map_err(err)?;
-                if let Some(&i) = at.get(&id) {
-                    out[i] = CompletionResult::Done;
-                    counted.add(id, &items[i].finish);
-                }
-            }
+            let ids = st
+                .query_map(params![now_us, successes], |r| r.get::<_, i64>(0))
+                .map_err(err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?;
+            ids.iter().filter_map(|id| at.get(id).copied()).collect()
+        };
+        for i in written {
+            out[i] = CompletionResult::Done;
+            counted.add(items[i].id.0, &items[i].finish);
         }
     }
     // One prepared statement per kind of finish, looked up once per batch.

@@ -285,6 +285,19 @@ async fn paused_queue_is_not_worked_until_resumed() {
     running.shutdown().await;
 }
 
+/// Waits (up to 20 s) until the worker has completed `n` jobs.
+async fn wait_completed(running: &errand_engine::RunningWorker, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while running.stats().completed < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck at {:?}",
+            running.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn many_jobs_each_complete_exactly_once() {
     let env = env().await;
@@ -302,15 +315,7 @@ async fn many_jobs_each_complete_exactly_once() {
         .map(|_| NewJob::from_args("fail", &Fail { how: "ok".into() }).unwrap())
         .collect();
     env.errand.client().enqueue_many(jobs).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while running.stats().completed < 2000 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stuck at {:?}",
-            running.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_completed(&running, 2000).await;
     running.shutdown().await;
     assert_eq!(calls.load(Ordering::SeqCst), 2000);
     let q = env.errand.client().queues().await.unwrap();
@@ -363,15 +368,7 @@ async fn fetchers_of_a_queue_share_its_concurrency() {
         .map(|_| NewJob::from_args("slow", &Slow {}).unwrap())
         .collect();
     env.errand.client().enqueue_many(jobs).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while running.stats().completed < 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stuck at {:?}",
-            running.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_completed(&running, 200).await;
     running.shutdown().await;
     assert_eq!(
         peak.load(Ordering::SeqCst),

@@ -8,30 +8,35 @@ use errand_postgres::{PostgresConfig, PostgresStore};
 
 use crate::support;
 
+/// Opens `config`, which must fail, and returns the error.
+async fn open_error(config: PostgresConfig) -> StoreError {
+    match PostgresStore::open(config).await {
+        Err(e) => e,
+        Ok(_) => panic!("opening should have failed"),
+    }
+}
+
+/// Checks an error message is one clear line, and returns it.
+fn one_line(msg: String) -> String {
+    assert!(!msg.contains('\n'), "not one line: {msg:?}");
+    assert!(msg.len() < 300, "too long for one clear line: {msg:?}");
+    msg
+}
+
 /// Opens `config` and returns the connect error's message, checking it is one line.
 async fn connect_error(config: PostgresConfig) -> String {
-    match PostgresStore::open(config).await {
-        Err(StoreError::Connect(msg)) => {
-            assert!(!msg.contains('\n'), "not one line: {msg:?}");
-            assert!(msg.len() < 300, "too long for one clear line: {msg:?}");
-            msg
-        }
-        Err(other) => panic!("expected a connect error, got {other:?}"),
-        Ok(_) => panic!("opening should have failed"),
+    match open_error(config).await {
+        StoreError::Connect(msg) => one_line(msg),
+        other => panic!("expected a connect error, got {other:?}"),
     }
 }
 
 /// Opens `config` and returns the message of its configuration error (no
 /// connection is tried), checking it is one line.
 async fn config_error(config: PostgresConfig) -> String {
-    match PostgresStore::open(config).await {
-        Err(StoreError::InvalidConfig(msg)) => {
-            assert!(!msg.contains('\n'), "not one line: {msg:?}");
-            assert!(msg.len() < 300, "too long for one clear line: {msg:?}");
-            msg
-        }
-        Err(other) => panic!("expected a configuration error, got {other:?}"),
-        Ok(_) => panic!("opening should have failed"),
+    match open_error(config).await {
+        StoreError::InvalidConfig(msg) => one_line(msg),
+        other => panic!("expected a configuration error, got {other:?}"),
     }
 }
 

@@ -469,36 +469,34 @@ async fn upkeep_vacuums_the_jobs_table_when_autovacuum_is_off() {
     };
     let mut conn = support::connect().await;
     sqlx::raw_sql(&format!(
-        r#"ALTER TABLE "{s}".jobs SET (autovacuum_enabled = false);
-           INSERT INTO "{s}".jobs (queue, kind, args, priority, state, attempt, max_attempts, run_at, created_at)
-           SELECT 'default', 'k', '{{}}', 100, 'available', 0, 25, 0, 0 FROM generate_series(1, 500);
-           DELETE FROM "{s}".jobs;"#
+        r#"ALTER TABLE "{s}".jobs SET (autovacuum_enabled = false)"#
     ))
     .execute(&mut conn)
     .await
     .unwrap();
-    // 500 dead rows: under the threshold (1000 plus 1% of the live rows).
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(&mut conn)
+    // Inserts and deletes `n` jobs, and has the counts published at once.
+    async fn leave_dead_rows(conn: &mut sqlx::PgConnection, s: &str, n: u32) {
+        sqlx::raw_sql(&format!(
+            r#"INSERT INTO "{s}".jobs (queue, kind, args, priority, state, attempt, max_attempts, run_at, created_at)
+               SELECT 'default', 'k', '{{}}', 100, 'available', 0, 25, 0, 0 FROM generate_series(1, {n});
+               DELETE FROM "{s}".jobs;"#
+        ))
+        .execute(&mut *conn)
         .await
         .unwrap();
+        sqlx::query("SELECT pg_stat_force_next_flush()")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    // 500 dead rows: under the threshold (1000 plus 1% of the live rows).
+    leave_dead_rows(&mut conn, s, 500).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     store.upkeep().await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!last_vacuum().await, "vacuumed with only 500 dead rows");
 
-    sqlx::raw_sql(&format!(
-        r#"INSERT INTO "{s}".jobs (queue, kind, args, priority, state, attempt, max_attempts, run_at, created_at)
-           SELECT 'default', 'k', '{{}}', 100, 'available', 0, 25, 0, 0 FROM generate_series(1, 3000);
-           DELETE FROM "{s}".jobs;"#
-    ))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    leave_dead_rows(&mut conn, s, 3000).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         store.upkeep().await.unwrap();

@@ -50,7 +50,7 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
 use errand_core::StoreError;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
 
@@ -123,10 +123,37 @@ fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, StoreErr
         ))
     })?;
     let mut opts = opts.application_name(&config.application_name);
+    if plain_on_loopback(url, std::env::var_os("PGSSLMODE").is_some(), &opts) {
+        opts = opts.ssl_mode(PgSslMode::Disable);
+    }
     if let Some(t) = config.statement_timeout {
         opts = opts.options([("statement_timeout", format!("{}", t.as_millis().max(1)))]);
     }
     Ok(opts)
+}
+
+/// Whether to connect without TLS although the URL did not ask for that:
+/// when neither the URL (`sslmode`) nor `PGSSLMODE` chose a mode and the
+/// server is on this machine (a loopback address, `localhost` or a Unix
+/// socket). The drivers' default, `prefer`, would encrypt every message
+/// to and from a server on the same host, which protects nothing and cost
+/// a few percent of throughput on both sides. Any explicit `sslmode` wins.
+fn plain_on_loopback(url: &str, env_sslmode: bool, opts: &PgConnectOptions) -> bool {
+    let explicit = url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|kv| matches!(kv.split('=').next(), Some("sslmode" | "ssl-mode")))
+    });
+    if explicit || env_sslmode || !matches!(opts.get_ssl_mode(), PgSslMode::Prefer) {
+        return false;
+    }
+    if opts.get_socket().is_some() {
+        return true;
+    }
+    let host = opts.get_host().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.starts_with('/')
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Connects once, directly, so that a failure names exactly what is wrong
@@ -320,5 +347,42 @@ mod send_checks {
             finish: Finish::HandBack,
         };
         is_send(store.complete_in(conn, c, Timestamp::UNIX_EPOCH));
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use std::str::FromStr;
+
+    use sqlx::postgres::PgConnectOptions;
+
+    use super::plain_on_loopback;
+
+    fn plain(url: &str, env: bool) -> bool {
+        let opts = PgConnectOptions::from_str(url).unwrap();
+        plain_on_loopback(url, env, &opts)
+    }
+
+    #[test]
+    fn a_server_on_this_machine_is_reached_without_tls_unless_asked() {
+        assert!(plain("postgres://u@127.0.0.1:5432/db", false));
+        assert!(plain("postgres://u@127.0.0.2/db", false));
+        assert!(plain("postgres://u@localhost/db", false));
+        assert!(plain("postgres://u@[::1]:5432/db", false));
+        assert!(plain("postgresql://u@%2Fvar%2Frun%2Fpostgresql/db", false));
+        assert!(plain("postgres://u@127.0.0.1/db?application_name=x", false));
+    }
+
+    #[test]
+    fn an_explicit_mode_or_a_remote_server_keeps_the_default() {
+        assert!(!plain("postgres://u@127.0.0.1/db?sslmode=prefer", false));
+        assert!(!plain(
+            "postgres://u@127.0.0.1/db?application_name=x&sslmode=require",
+            false
+        ));
+        assert!(!plain("postgres://u@localhost/db?ssl-mode=prefer", false));
+        assert!(!plain("postgres://u@127.0.0.1/db", true));
+        assert!(!plain("postgres://u@db.internal/db", false));
+        assert!(!plain("postgres://u@10.0.0.5/db", false));
     }
 }

@@ -48,6 +48,17 @@ pub(crate) fn connect_error(target: &Target, e: &sqlx::Error) -> StoreError {
             }
             io::ErrorKind::NotFound => format!("{t}: no such host or socket ({})", one_line(&io.to_string())),
             io::ErrorKind::TimedOut => format!("{t}: the server did not answer in time"),
+            // A PostgreSQL server answers a bad start with an error message;
+            // something that hangs up instead is most likely not PostgreSQL.
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionAborted => {
+                format!(
+                    "{t}: the server there hung up during the PostgreSQL handshake ({}); \
+                     is it a PostgreSQL server?",
+                    one_line(&io.to_string())
+                )
+            }
             _ if io.to_string().contains("lookup address") => {
                 format!(
                     "{t}: cannot resolve the host name ({})",

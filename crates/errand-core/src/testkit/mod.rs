@@ -80,6 +80,7 @@ macro_rules! store_conformance {
                 completion_with_a_wrong_token_is_refused_for_that_item_only,
                 completing_twice_is_refused_the_second_time,
                 result_less_successes_in_one_batch_are_fenced_one_by_one,
+                every_finish_in_one_batch_lands_on_its_own_job,
                 // extend_leases, report_progress, rescue_expired_leases
                 extend_leases_moves_the_lease_deadline,
                 extend_leases_reports_leases_no_longer_held,

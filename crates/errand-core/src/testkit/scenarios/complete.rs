@@ -163,6 +163,98 @@ pub async fn expire_finish_marks_the_claimed_job_expired(store: Arc<dyn Store>) 
     assert!(job.errors.is_empty(), "expiry is not an error: {:?}", job.errors);
 }
 
+/// One batch holding every kind of finish writes each job as if it had been
+/// completed alone: a store may send the values a batch shares once, and
+/// the rest per job, so mixing them must not leak one job's values into
+/// another's.
+pub async fn every_finish_in_one_batch_lands_on_its_own_job(store: Arc<dyn Store>) {
+    let s = &*store;
+    let new = |i: usize| NewJob::new("k", "{}").expires_at(at(1_000 + i as i64));
+    let ids = insert(s, (0..7).map(new).collect(), at(0)).await;
+    let jobs = claim(s, "default", 7, WORKER, at(1)).await;
+    assert_eq!(jobs.len(), 7);
+    let job = |i: usize| jobs.iter().find(|j| j.id == ids[i].id).expect("claimed").clone();
+    let e_retry = failure(1, at(2), "connection refused");
+    let e_discard = failure(1, at(2), "invalid address");
+    let e_cancel = failure(1, at(2), "customer closed the account");
+    let finishes = vec![
+        Finish::Complete {
+            result: Some(r#"{"rows":3}"#.into()),
+        },
+        Finish::Complete { result: None },
+        Finish::Retry {
+            at: at(40),
+            error: e_retry.clone(),
+        },
+        Finish::Discard {
+            error: e_discard.clone(),
+        },
+        Finish::Snooze { at: at(50) },
+        Finish::Cancel {
+            error: e_cancel.clone(),
+        },
+        Finish::HandBack,
+    ];
+    let items = finishes
+        .into_iter()
+        .enumerate()
+        .map(|(i, finish)| Completion {
+            id: job(i).id,
+            lease_token: token(&job(i)),
+            finish,
+        })
+        .collect();
+    let out = ok("complete_batch", s.complete_batch(items, at(2)).await);
+    assert_eq!(out, vec![CompletionResult::Done; 7], "every item written");
+
+    let got = get(s, job(0).id).await;
+    assert_finished(&got, JobState::Completed, at(2));
+    assert_json_eq(
+        "result",
+        got.result.as_deref().expect("result stored"),
+        r#"{"rows":3}"#,
+    );
+    assert!(got.errors.is_empty());
+
+    let got = get(s, job(1).id).await;
+    assert_finished(&got, JobState::Completed, at(2));
+    assert_eq!(got.result, None, "no result was given");
+    assert_eq!(got.attempt, 1);
+
+    let got = get(s, job(2).id).await;
+    assert_eq!(got.state, JobState::Retryable);
+    assert_eq!((got.run_at, got.finished_at, got.attempt), (at(40), None, 1));
+    assert_eq!(got.errors, vec![e_retry]);
+    assert_eq!(got.result, None);
+
+    let got = get(s, job(3).id).await;
+    assert_finished(&got, JobState::Discarded, at(2));
+    assert_eq!(got.errors, vec![e_discard]);
+    assert_eq!(got.result, None);
+
+    let got = get(s, job(4).id).await;
+    assert_eq!(got.state, JobState::Scheduled);
+    assert_eq!((got.run_at, got.finished_at, got.attempt), (at(50), None, 0));
+    assert!(got.errors.is_empty(), "a snooze is not an error");
+
+    let got = get(s, job(5).id).await;
+    assert_finished(&got, JobState::Cancelled, at(2));
+    assert_eq!(got.errors, vec![e_cancel]);
+
+    let got = get(s, job(6).id).await;
+    assert_eq!(got.state, JobState::Available);
+    assert_eq!((got.run_at, got.finished_at, got.attempt), (at(0), None, 0));
+    assert_eq!(got.lease, None);
+    assert!(got.errors.is_empty());
+    for i in 0..7 {
+        assert_eq!(
+            get(s, job(i).id).await.expires_at,
+            Some(at(1_000 + i as i64)),
+            "job {i} keeps its own fields"
+        );
+    }
+}
+
 /// In one batch, an item whose token is wrong (or whose job is not running,
 /// or does not exist) is `LeaseLost` and changes nothing; the other items
 /// are applied. Results are in input order.

@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use sqlx::{PgConnection, Row};
 
 use crate::error::{db, json};
+use crate::insert::shared;
 use crate::sql::Sql;
 
 /// A handler's result as JSON text: kept as is when it is JSON, else stored
@@ -73,12 +74,12 @@ pub(crate) async fn complete_rows(
         .bind(to_micros(now))
         .bind(&id)
         .bind(&token)
-        .bind(&state)
-        .bind(&run_at)
-        .bind(&result)
-        .bind(&error)
-        .bind(&give_back)
-        .bind(&failed)
+        .bind(shared(state))
+        .bind(shared(run_at))
+        .bind(shared(result))
+        .bind(shared(error))
+        .bind(shared(give_back))
+        .bind(shared(failed))
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;

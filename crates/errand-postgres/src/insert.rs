@@ -31,9 +31,9 @@ pub(crate) enum Notify {
     AfterCommit,
 }
 
-/// One element when every job has the same value, which the statement then
-/// gives to all of them (see `insert_jobs.sql`).
-fn shared<T: PartialEq>(mut column: Vec<T>) -> Vec<T> {
+/// One element when every row has the same value, which the statement then
+/// gives to all of them (see `insert_jobs.sql` and `complete_batch.sql`).
+pub(crate) fn shared<T: PartialEq>(mut column: Vec<T>) -> Vec<T> {
     if column.windows(2).all(|w| w[0] == w[1]) {
         column.truncate(1);
     }

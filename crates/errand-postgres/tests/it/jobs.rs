@@ -415,7 +415,7 @@ async fn fenced_writes_look_jobs_up_by_primary_key_even_with_stale_statistics() 
     for (name, alias, types, args) in [
         (
             "complete_batch",
-            "i",
+            "u",
             "int8, int8[], int8[], text[], int8[], text[], text[], bool[], bool[]",
             "1, '{20001}', '{1}', '{completed}', '{NULL}', '{NULL}', '{NULL}', '{f}', '{f}'",
         ),

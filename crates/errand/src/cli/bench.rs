@@ -252,7 +252,9 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
     let bulk = enqueue_bulk(&client, a.jobs, "bench", &progress, "enqueue (bulk)").await?;
     out.insert("enqueue_bulk_per_sec".into(), json!(round(bulk)));
 
-    // 3. Processing.
+    // 3. Processing, from a vacuumed and analyzed table, as the peers'
+    // drivers start theirs.
+    vacuum_jobs(&pg_schema).await?;
     let noop = Arc::new(Noop {
         record: AtomicBool::new(false),
         latencies: Mutex::new(Vec::new()),
@@ -262,6 +264,7 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         out.insert("processes".into(), json!(a.processes));
         out.insert("processed_per_sec_multi_process".into(), json!(round(rate)));
         enqueue_bulk(&client, a.jobs, "bench", &progress, "enqueue (bulk, again)").await?;
+        vacuum_jobs(&pg_schema).await?;
     }
     let mut queue = QueueConfig::new("bench", a.concurrency);
     queue.fetch_batch = a.concurrency.min(1000);
@@ -310,12 +313,8 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         // as the first processing phase does.
         client.pause("bench").await?;
         enqueue_bulk(&client, a.jobs, "bench", &progress, "enqueue (bulk, again)").await?;
-        if let Some((store, schema)) = &pg_schema {
-            // As the peers' drivers do before each processing run: the history
-            // phase just left two dead row versions per job for autovacuum.
-            let sql = format!("VACUUM ANALYZE \"{schema}\".jobs");
-            errand_postgres::sqlx::query(&sql).execute(store.pool()).await?;
-        }
+        // The history phase just left two dead row versions per job.
+        vacuum_jobs(&pg_schema).await?;
         let completed = worker.stats().completed;
         client.resume("bench").await?;
         let again =
@@ -379,6 +378,17 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         for (k, v) in &out {
             println!("{k:<40}{v}");
         }
+    }
+    Ok(())
+}
+
+/// `VACUUM ANALYZE` of the scratch schema's jobs table (PostgreSQL only), as
+/// the peers' drivers run before each processing run: it sets the new rows'
+/// hint bits, removes dead versions and gives the planner fresh statistics.
+async fn vacuum_jobs(pg: &Option<(errand::PostgresStore, String)>) -> anyhow::Result<()> {
+    if let Some((store, schema)) = pg {
+        let sql = format!("VACUUM ANALYZE \"{schema}\".jobs");
+        errand_postgres::sqlx::query(&sql).execute(store.pool()).await?;
     }
     Ok(())
 }

@@ -892,3 +892,38 @@ fn jobs_show_lists_timeout_and_tags() {
     assert!(plain.lines().any(|l| l == "timeout       -"), "{plain}");
     assert!(plain.lines().any(|l| l == "tags          -"), "{plain}");
 }
+
+/// `errand bench --processes 2`: the worker processes report their progress
+/// on stdout, the parent adds it up, and every phase reports a rate.
+#[test]
+fn bench_with_worker_processes_reports_every_phase() {
+    let s = Scratch::new();
+    let dir = s.path("bench");
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let dir = dir.to_str().expect("a UTF-8 path");
+    let args = [
+        "bench",
+        "--json",
+        "--jobs",
+        "300",
+        "--concurrency",
+        "50",
+        "--processes",
+        "2",
+        "--latency-samples",
+        "5",
+        "--dir",
+        dir,
+    ];
+    let out = s.ok(&args);
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    assert_eq!(v["processes"], 2, "{v}");
+    for key in [
+        "enqueue_single_per_sec",
+        "enqueue_bulk_per_sec",
+        "processed_per_sec_multi_process",
+        "processed_per_sec",
+    ] {
+        assert!(v[key].as_f64().is_some_and(|r| r > 0.0), "{key}: {v}");
+    }
+}

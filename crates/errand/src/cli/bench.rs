@@ -14,7 +14,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -214,7 +214,7 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
     // 1. Single enqueue, concurrent producers.
     progress.phase("enqueue (single)", a.jobs);
     let started = Instant::now();
-    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for p in 0..a.producers {
         let client = client.clone();
@@ -260,7 +260,7 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         latencies: Mutex::new(Vec::new()),
     });
     if a.processes > 1 {
-        let rate = process_with_children(a, &child_store, &client, &progress).await?;
+        let rate = process_with_children(a, &child_store, &progress).await?;
         out.insert("processes".into(), json!(a.processes));
         out.insert("processed_per_sec_multi_process".into(), json!(round(rate)));
         enqueue_bulk(&client, a.jobs, "bench", &progress, "enqueue (bulk, again)").await?;
@@ -495,17 +495,22 @@ print(n / (time.perf_counter() - t0))
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-/// What one worker process reports when told to stop.
+/// What one worker process reports on stdout, one JSON line at a time:
+/// while it works, whenever its count has moved (at most every 20 ms), and
+/// once more, with `done`, when told to stop.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ChildReport {
     completed: u64,
     /// Microseconds since the epoch of its first and last completion.
     first_us: Option<i64>,
     last_us: Option<i64>,
+    done: bool,
 }
 
 /// `--worker-process`: works the bench queue with no-op jobs until stdin
-/// closes, then prints a [`ChildReport`] line.
+/// closes, reporting its progress as [`ChildReport`] lines. The parent
+/// follows these lines instead of querying the store, so that watching the
+/// run costs the database nothing while it is measured.
 async fn worker_process(a: &BenchArgs, config: &Config) -> anyhow::Result<()> {
     let store = errand::open_store_with(&config.database, &config.store).await?;
     let errand = Errand::new(store);
@@ -533,7 +538,8 @@ async fn worker_process(a: &BenchArgs, config: &Config) -> anyhow::Result<()> {
             .is_ok_and(|n| n > 0)
         {}
     });
-    let (mut first_us, mut last_us, mut seen) = (None, None, 0);
+    let (mut first_us, mut last_us, mut seen, mut reported) = (None, None, 0, 0);
+    let mut last_report = Instant::now();
     loop {
         tokio::select! {
             _ = &mut closed => break,
@@ -546,17 +552,32 @@ async fn worker_process(a: &BenchArgs, config: &Config) -> anyhow::Result<()> {
             last_us = Some(now);
             seen = c;
         }
+        if seen != reported && last_report.elapsed() >= Duration::from_millis(20) {
+            report(&ChildReport {
+                completed: seen,
+                first_us,
+                last_us,
+                done: false,
+            })?;
+            reported = seen;
+            last_report = Instant::now();
+        }
     }
     let completed = worker.stats().completed;
     worker.shutdown().await;
-    println!(
-        "{}",
-        serde_json::to_string(&ChildReport {
-            completed,
-            first_us,
-            last_us
-        })?
-    );
+    report(&ChildReport {
+        completed,
+        first_us,
+        last_us,
+        done: true,
+    })
+}
+
+fn report(r: &ChildReport) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(r)?)?;
+    out.flush()?;
     Ok(())
 }
 
@@ -566,7 +587,6 @@ async fn worker_process(a: &BenchArgs, config: &Config) -> anyhow::Result<()> {
 async fn process_with_children(
     a: &BenchArgs,
     (database, schema): &(String, Option<String>),
-    client: &errand::Client,
     progress: &Progress,
 ) -> anyhow::Result<f64> {
     progress.phase(&format!("process ({} procs)", a.processes), a.jobs);
@@ -590,10 +610,34 @@ async fn process_with_children(
         .kill_on_drop(true);
         children.push(cmd.spawn().context("cannot start a bench worker process")?);
     }
-    let before = bench_completed(client).await?;
+    // One reader per child: the latest count it reported, then its last line.
+    let counts: Arc<Vec<AtomicU64>> = Arc::new((0..children.len()).map(|_| AtomicU64::new(0)).collect());
+    let mut readers = Vec::new();
+    let mut stdins = Vec::new();
+    for (i, child) in children.iter_mut().enumerate() {
+        stdins.push(child.stdin.take());
+        let stdout = child
+            .stdout
+            .take()
+            .context("a bench worker process has no stdout")?;
+        let counts = counts.clone();
+        readers.push(tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Some(line) = lines.next_line().await? {
+                let r: ChildReport = serde_json::from_str(line.trim())
+                    .with_context(|| format!("a bench worker process reported {line:?}"))?;
+                counts[i].store(r.completed, Ordering::Relaxed);
+                if r.done {
+                    return Ok(r);
+                }
+            }
+            bail!("a bench worker process exited without its report")
+        }));
+    }
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let done = bench_completed(client).await? - before;
+        let done: u64 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         progress.set(done);
         if done >= a.jobs as u64 {
             break;
@@ -604,31 +648,24 @@ async fn process_with_children(
                 a.jobs
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if readers.iter().any(|r| r.is_finished()) {
+            bail!("a bench worker process stopped before the backlog was worked");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    drop(stdins);
     let (mut first, mut last, mut total) = (i64::MAX, i64::MIN, 0u64);
-    for mut child in children {
-        drop(child.stdin.take());
-        let out = child.wait_with_output().await?;
-        let line = String::from_utf8_lossy(&out.stdout);
-        let r: ChildReport = serde_json::from_str(line.trim())
-            .with_context(|| format!("a bench worker process reported {line:?}"))?;
+    for reader in readers {
+        let r = reader.await??;
         total += r.completed;
         first = first.min(r.first_us.unwrap_or(i64::MAX));
         last = last.max(r.last_us.unwrap_or(i64::MIN));
+    }
+    for mut child in children {
+        child.wait().await?;
     }
     if total < a.jobs as u64 || last <= first {
         bail!("the worker processes completed {total} of {} jobs", a.jobs);
     }
     Ok(total as f64 / ((last - first) as f64 / 1e6))
-}
-
-/// Jobs of the bench queue ever completed (the store's pruning-proof total).
-async fn bench_completed(client: &errand::Client) -> anyhow::Result<u64> {
-    Ok(client
-        .queues()
-        .await?
-        .iter()
-        .find(|q| q.name == "bench")
-        .map_or(0, |q| q.completed_total))
 }

@@ -74,8 +74,16 @@ async fn vacuum_if_needed(pool: &PgPool, schema: &str) -> Result<bool, sqlx::Err
         return Ok(false);
     }
     let started = Instant::now();
-    // VACUUM cannot run in a transaction block, so each statement is sent
-    // alone, on one connection; it may outlast the pool's statement timeout.
+    vacuum(pool, schema).await?;
+    tracing::info!(schema = %schema, elapsed_ms = started.elapsed().as_millis() as u64,
+        "vacuumed the jobs table (autovacuum is off)");
+    Ok(true)
+}
+
+/// `VACUUM (ANALYZE)` of `schema`.jobs. VACUUM cannot run in a transaction
+/// block, so each statement is sent alone, on one connection; it may
+/// outlast the pool's statement timeout.
+pub(crate) async fn vacuum(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let conn: &mut sqlx::PgConnection = &mut conn;
     sqlx::query("SET statement_timeout = 0")
@@ -84,8 +92,5 @@ async fn vacuum_if_needed(pool: &PgPool, schema: &str) -> Result<bool, sqlx::Err
     let vacuum = format!("VACUUM (ANALYZE) \"{schema}\".jobs");
     let done = sqlx::query(&vacuum).persistent(false).execute(&mut *conn).await;
     sqlx::query("RESET statement_timeout").execute(&mut *conn).await?;
-    done?;
-    tracing::info!(schema = %schema, elapsed_ms = started.elapsed().as_millis() as u64,
-        "vacuumed the jobs table (autovacuum is off)");
-    Ok(true)
+    done.map(drop)
 }

@@ -346,20 +346,26 @@ impl Handler<Slow> for Gauge {
     }
 }
 
+/// A worker for the `slow` jobs of queue `default` with 3 slots shared by
+/// `fetchers` fetchers, recording its peak concurrency in `peak`.
+fn gauged(
+    errand: &errand_engine::Errand,
+    fetchers: usize,
+    peak: Arc<AtomicUsize>,
+) -> errand_engine::WorkerBuilder {
+    let mut queue = errand_engine::QueueConfig::new("default", 3);
+    queue.fetchers = Some(fetchers);
+    errand.worker().queue_config(queue).register(Gauge {
+        now: Arc::default(),
+        peak,
+    })
+}
+
 #[tokio::test]
 async fn fetchers_of_a_queue_share_its_concurrency() {
     let env = env().await;
     let peak = Arc::new(AtomicUsize::new(0));
-    let mut queue = errand_engine::QueueConfig::new("default", 3);
-    queue.fetchers = Some(4);
-    let running = env
-        .errand
-        .worker()
-        .queue_config(queue)
-        .register(Gauge {
-            now: Arc::new(AtomicUsize::new(0)),
-            peak: peak.clone(),
-        })
+    let running = gauged(&env.errand, 4, peak.clone())
         .config(fast_config())
         .build()
         .unwrap()
@@ -380,17 +386,7 @@ async fn fetchers_of_a_queue_share_its_concurrency() {
 #[tokio::test]
 async fn zero_fetchers_is_refused() {
     let env = env().await;
-    let mut queue = errand_engine::QueueConfig::new("default", 3);
-    queue.fetchers = Some(0);
-    let built = env
-        .errand
-        .worker()
-        .queue_config(queue)
-        .register(Gauge {
-            now: Arc::new(AtomicUsize::new(0)),
-            peak: Arc::new(AtomicUsize::new(0)),
-        })
-        .build();
+    let built = gauged(&env.errand, 0, Arc::default()).build();
     let Err(err) = built else {
         panic!("a queue with no fetchers was accepted");
     };

@@ -386,9 +386,8 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
 /// the peers' drivers run before each processing run: it sets the new rows'
 /// hint bits, removes dead versions and gives the planner fresh statistics.
 async fn vacuum_jobs(pg: &Option<(errand::PostgresStore, String)>) -> anyhow::Result<()> {
-    if let Some((store, schema)) = pg {
-        let sql = format!("VACUUM ANALYZE \"{schema}\".jobs");
-        errand_postgres::sqlx::query(&sql).execute(store.pool()).await?;
+    if let Some((store, _)) = pg {
+        store.vacuum_jobs().await?;
     }
     Ok(())
 }

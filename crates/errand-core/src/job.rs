@@ -423,13 +423,18 @@ pub enum Finish {
     Expire,
     /// running -> available; the attempt is given back (graceful shutdown).
     HandBack,
+    /// running -> completed, and the job is deleted in the same write: its
+    /// queue keeps no completed jobs (as Sidekiq does, or BullMQ with
+    /// `removeOnComplete`). It counts toward the queue's completed total like
+    /// [`Finish::Complete`]; a result is not stored.
+    CompleteAndDelete,
 }
 
 impl Finish {
     /// The state this write leaves the job in.
     pub fn target_state(&self) -> JobState {
         match self {
-            Finish::Complete { .. } => JobState::Completed,
+            Finish::Complete { .. } | Finish::CompleteAndDelete => JobState::Completed,
             Finish::Retry { .. } => JobState::Retryable,
             Finish::Discard { .. } => JobState::Discarded,
             Finish::Snooze { .. } => JobState::Scheduled,

@@ -109,7 +109,7 @@ pub fn transition(from: Option<JobState>, event: Event) -> Result<JobState, Ille
 /// The event a [`Finish`] write records.
 pub fn finish_event(finish: &Finish) -> Event {
     match finish {
-        Finish::Complete { .. } => Event::Complete,
+        Finish::Complete { .. } | Finish::CompleteAndDelete => Event::Complete,
         Finish::Retry { .. } => Event::Fail { attempts_left: true },
         Finish::Discard { .. } => Event::Discard,
         Finish::Snooze { .. } => Event::Snooze,

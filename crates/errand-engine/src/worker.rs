@@ -9,7 +9,7 @@
 //! stops fetching, waits a grace period, then hands unfinished jobs back
 //! without spending their attempt.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,13 @@ pub struct QueueConfig {
     pub fetchers: Option<usize>,
     /// The retry policy for this queue's jobs when neither the job nor its kind sets one.
     pub retry: Option<RetryPolicy>,
+    /// Whether this queue's completed jobs are kept (until retention prunes
+    /// them). `false` deletes a job in the same write that records its
+    /// success, as Sidekiq does or BullMQ with `removeOnComplete`: the job
+    /// still counts toward the queue's completed total, but its row and its
+    /// result are gone at once, which is also the cheapest completion a store
+    /// can write. Failed, discarded, cancelled and expired jobs are kept either way.
+    pub keep_completed: bool,
 }
 
 impl QueueConfig {
@@ -57,6 +64,7 @@ impl QueueConfig {
             fetch_batch: concurrency.clamp(1, 500),
             fetchers: None,
             retry: None,
+            keep_completed: true,
         }
     }
 }
@@ -268,7 +276,7 @@ impl Counters {
 
 fn counter_index(f: &Finish) -> usize {
     match f {
-        Finish::Complete { .. } => 1,
+        Finish::Complete { .. } | Finish::CompleteAndDelete => 1,
         Finish::Retry { .. } => 2,
         Finish::Discard { .. } => 3,
         Finish::Snooze { .. } => 4,
@@ -302,6 +310,8 @@ struct Shared {
     config: WorkerConfig,
     executors: HashMap<String, Arc<dyn Executor>>,
     queue_retry: HashMap<String, RetryPolicy>,
+    /// Queues whose completed jobs are deleted at once (`keep_completed: false`).
+    drop_completed: HashSet<String>,
     inflight: Mutex<HashMap<JobId, Inflight>>,
     /// Bounded: when completions are written more slowly than jobs finish,
     /// finished jobs wait here holding their slots, so claiming slows down
@@ -352,12 +362,19 @@ impl Worker {
             .iter()
             .filter_map(|q| q.retry.clone().map(|r| (q.name.clone(), r)))
             .collect();
+        let drop_completed = self
+            .queues
+            .iter()
+            .filter(|q| !q.keep_completed)
+            .map(|q| q.name.clone())
+            .collect();
         let shared = Arc::new(Shared {
             rt: self.rt,
             id: self.id,
             config: self.config,
             executors: self.executors,
             queue_retry,
+            drop_completed,
             inflight: Mutex::new(HashMap::new()),
             done_tx,
             counters: Counters::default(),
@@ -598,7 +615,12 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
                 } else {
                     0.5
                 };
-                lifecycle::resolve(attempt, outcome, policy, finished_at, unit)
+                match lifecycle::resolve(attempt, outcome, policy, finished_at, unit) {
+                    Finish::Complete { .. } if shared.drop_completed.contains(ctx.queue()) => {
+                        Finish::CompleteAndDelete
+                    }
+                    finish => finish,
+                }
             }
         }
     };

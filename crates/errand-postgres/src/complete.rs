@@ -45,6 +45,7 @@ pub(crate) async fn complete_rows(
     let mut error = Vec::with_capacity(n);
     let mut give_back = Vec::with_capacity(n);
     let mut failed = Vec::with_capacity(n);
+    let mut remove = Vec::with_capacity(n);
     for c in items {
         let is_first = first.insert(c.id);
         sent.push(is_first);
@@ -63,7 +64,9 @@ pub(crate) async fn complete_rows(
             // Claimed but never started: the attempt is given back.
             Finish::Expire => (None, None, None, true, false),
             Finish::HandBack => (None, None, None, true, false),
+            Finish::CompleteAndDelete => (None, None, None, false, false),
         };
+        remove.push(matches!(c.finish, Finish::CompleteAndDelete));
         run_at.push(at);
         result.push(res);
         error.push(err);
@@ -80,6 +83,7 @@ pub(crate) async fn complete_rows(
         .bind(shared(error))
         .bind(shared(give_back))
         .bind(shared(failed))
+        .bind(shared(remove))
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;

@@ -46,7 +46,7 @@ const CLEAR_LEASE: &str = "lease_owner = NULL, lease_expires_at = NULL";
 const APPEND_ERROR: &str = "errors = json_insert(errors, '$[#]', json(?4))";
 
 /// The UPDATE for each kind of finish, built once (indexed by [`finish_index`]).
-static FINISH_SQL: std::sync::LazyLock<[String; 7]> = std::sync::LazyLock::new(|| {
+static FINISH_SQL: std::sync::LazyLock<[String; 8]> = std::sync::LazyLock::new(|| {
     [
         Finish::Complete { result: None },
         Finish::Retry {
@@ -64,6 +64,7 @@ static FINISH_SQL: std::sync::LazyLock<[String; 7]> = std::sync::LazyLock::new(|
         },
         Finish::Expire,
         Finish::HandBack,
+        Finish::CompleteAndDelete,
     ]
     .map(|f| build_finish_sql(&f))
 });
@@ -83,7 +84,10 @@ fn finish_sql(f: &Finish) -> &'static str {
 
 /// Whether the finish's statement takes the text parameter ?4 (hand-back takes neither ?3 nor ?4).
 fn finish_has_text(f: &Finish) -> bool {
-    !matches!(f, Finish::Snooze { .. } | Finish::Expire | Finish::HandBack)
+    !matches!(
+        f,
+        Finish::Snooze { .. } | Finish::Expire | Finish::HandBack | Finish::CompleteAndDelete
+    )
 }
 
 fn build_finish_sql(f: &Finish) -> String {
@@ -95,6 +99,8 @@ fn build_finish_sql(f: &Finish) -> String {
         Finish::Cancel { .. } => format!("state = 'cancelled', finished_at = ?3, {APPEND_ERROR}"),
         Finish::Expire => "state = 'expired', finished_at = ?3, attempt = attempt - 1".to_owned(),
         Finish::HandBack => "state = 'available', attempt = attempt - 1".to_owned(),
+        // The queue is returned: its total is added after the row is gone.
+        Finish::CompleteAndDelete => return format!("DELETE FROM jobs {FENCE} RETURNING queue"),
     };
     format!("UPDATE jobs SET {set}, {CLEAR_LEASE} {FENCE}")
 }
@@ -108,6 +114,7 @@ fn finish_index(f: &Finish) -> usize {
         Finish::Cancel { .. } => 4,
         Finish::Expire => 5,
         Finish::HandBack => 6,
+        Finish::CompleteAndDelete => 7,
     }
 }
 
@@ -299,7 +306,9 @@ fn complete(
         }
     }
     // One prepared statement per kind of finish, looked up once per batch.
-    let mut statements: [Option<rusqlite::CachedStatement<'_>>; 7] = Default::default();
+    let mut statements: [Option<rusqlite::CachedStatement<'_>>; 8] = Default::default();
+    // Deleted jobs per queue, added to the completed totals at the end.
+    let mut deleted: HashMap<String, i64> = HashMap::new();
     for i in rest {
         let c = &items[i];
         let slot = &mut statements[finish_index(&c.finish)];
@@ -307,12 +316,23 @@ fn complete(
             *slot = Some(conn.prepare_cached(finish_sql(&c.finish)).map_err(err)?);
         }
         let st = slot.as_mut().expect("prepared above");
+        if let Finish::CompleteAndDelete = c.finish {
+            let queue: Option<String> = st
+                .query_row(params![c.id.0, c.lease_token], |r| r.get(0))
+                .optional()
+                .map_err(err)?;
+            if let Some(queue) = queue {
+                *deleted.entry(queue).or_default() += 1;
+                out[i] = CompletionResult::Done;
+            }
+            continue;
+        }
         let (time, text): (i64, Option<String>) = match &c.finish {
             Finish::Complete { result } => (now_us, result.clone()),
             Finish::Retry { at, error } => (to_micros(*at), Some(json(error)?)),
             Finish::Discard { error } | Finish::Cancel { error } => (now_us, Some(json(error)?)),
             Finish::Snooze { at } => (to_micros(*at), None),
-            Finish::Expire | Finish::HandBack => (now_us, None),
+            Finish::Expire | Finish::HandBack | Finish::CompleteAndDelete => (now_us, None),
         };
         let changed = match &c.finish {
             Finish::HandBack => st.execute(params![c.id.0, c.lease_token]),
@@ -326,6 +346,12 @@ fn complete(
         }
     }
     counted.write(conn)?;
+    for (queue, n) in deleted {
+        conn.prepare_cached("UPDATE queues SET completed_total = completed_total + ?2 WHERE name = ?1")
+            .map_err(err)?
+            .execute(params![queue, n])
+            .map_err(err)?;
+    }
     Ok(out)
 }
 

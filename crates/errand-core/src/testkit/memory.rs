@@ -320,6 +320,7 @@ impl Store for MemoryStore {
             };
             job.lease = None;
             job.state = c.finish.target_state();
+            let delete = matches!(c.finish, Finish::CompleteAndDelete);
             let (mut completed, mut failed, mut discarded) = (0, 0, 0);
             match c.finish {
                 Finish::Complete { result } => {
@@ -343,11 +344,15 @@ impl Store for MemoryStore {
                 Finish::Cancel { error } => job.errors.push(error),
                 Finish::Expire => job.attempt -= 1,
                 Finish::HandBack => job.attempt -= 1,
+                Finish::CompleteAndDelete => completed = 1,
             }
             if job.state.is_finished() {
                 job.finished_at = Some(now);
             }
             let queue = job.queue.clone();
+            if delete {
+                st.jobs.remove(&c.id);
+            }
             let q = st.queue(&queue);
             q.completed_total += completed;
             q.failed_total += failed;

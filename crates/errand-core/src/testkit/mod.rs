@@ -81,6 +81,7 @@ macro_rules! store_conformance {
                 completing_twice_is_refused_the_second_time,
                 result_less_successes_in_one_batch_are_fenced_one_by_one,
                 every_finish_in_one_batch_lands_on_its_own_job,
+                complete_and_delete_removes_the_job_and_counts_it,
                 // extend_leases, report_progress, rescue_expired_leases
                 extend_leases_moves_the_lease_deadline,
                 extend_leases_reports_leases_no_longer_held,

@@ -392,3 +392,52 @@ async fn zero_fetchers_is_refused() {
     };
     assert_eq!((err.field, err.code), ("fetchers", "fetchers_invalid"));
 }
+
+/// A queue with `keep_completed: false` deletes each job that succeeds and
+/// counts it; a job that fails there is kept, and so is a success in a queue
+/// that keeps its completed jobs.
+#[tokio::test]
+async fn a_queue_that_keeps_no_completed_jobs_deletes_them_and_counts_them() {
+    let env = env().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut gone = errand_engine::QueueConfig::new("gone", 4);
+    gone.keep_completed = false;
+    let worker = env
+        .errand
+        .worker()
+        .queue_config(gone)
+        .queue("kept", 4)
+        .register(FailHandler(calls.clone()))
+        .config(fast_config())
+        .build()
+        .unwrap();
+    let running = worker.start();
+    let client = env.errand.client();
+    let fail = |how: &str, queue: &str| {
+        NewJob::from_args("fail", &Fail { how: how.into() })
+            .unwrap()
+            .queue(queue)
+    };
+    let ok_gone = client.enqueue(fail("ok", "gone")).await.unwrap().id;
+    let bad_gone = client.enqueue(fail("permanent", "gone")).await.unwrap().id;
+    let ok_kept = client.enqueue(fail("ok", "kept")).await.unwrap().id;
+    wait_for(&env, bad_gone, JobState::Discarded).await;
+    wait_for(&env, ok_kept, JobState::Completed).await;
+    wait_completed(&running, 2).await;
+    let err = env
+        .errand
+        .store()
+        .get_job(ok_gone, &Scope::All)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, errand_core::StoreError::NotFound(_)),
+        "the success in `gone` is deleted: {err:?}"
+    );
+    let stats = client.queues().await.unwrap();
+    let gone = stats.iter().find(|q| q.name == "gone").unwrap();
+    assert_eq!((gone.completed_total, gone.discarded_total), (1, 1), "{gone:?}");
+    assert_eq!(gone.counts.get(&JobState::Completed), None, "{gone:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    running.shutdown().await;
+}

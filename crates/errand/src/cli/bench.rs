@@ -60,6 +60,11 @@ pub(crate) struct BenchArgs {
     /// (each with --concurrency slots) instead of one in-process worker.
     #[arg(long, default_value_t = 1)]
     processes: usize,
+    /// Whether the bench queue keeps its completed jobs. `false` deletes each
+    /// in the write that records its success (`keep_completed = false`), as
+    /// peers that remove finished jobs do.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    keep_completed: bool,
     /// Internal: run as one of those worker processes (until stdin closes).
     #[arg(long, hide = true)]
     worker_process: bool,
@@ -157,6 +162,9 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
     if a.jobs == 0 || a.concurrency == 0 || a.producers == 0 || a.processes == 0 {
         bail!("jobs, concurrency, producers and processes must each be at least 1");
     }
+    if a.finished.is_some() && !a.keep_completed {
+        bail!("--finished measures claiming beside kept completed jobs: it needs --keep-completed true");
+    }
     if a.worker_process {
         return worker_process(a, config).await;
     }
@@ -204,6 +212,7 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
     out.insert("jobs".into(), json!(a.jobs));
     out.insert("concurrency".into(), json!(a.concurrency));
     out.insert("producers".into(), json!(a.producers));
+    out.insert("keep_completed".into(), json!(a.keep_completed));
     if a.backend == "sqlite" {
         out.insert(
             "durability".into(),
@@ -266,8 +275,7 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         enqueue_bulk(&client, a.jobs, "bench", &progress, "enqueue (bulk, again)").await?;
         vacuum_jobs(&pg_schema).await?;
     }
-    let mut queue = QueueConfig::new("bench", a.concurrency);
-    queue.fetch_batch = a.concurrency.min(1000);
+    let queue = bench_queue(a);
     let worker = errand
         .worker()
         .config(WorkerConfig {
@@ -380,6 +388,14 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         }
     }
     Ok(())
+}
+
+/// The bench queue as the processing phase works it, in or out of process.
+fn bench_queue(a: &BenchArgs) -> QueueConfig {
+    let mut queue = QueueConfig::new("bench", a.concurrency);
+    queue.fetch_batch = a.concurrency.min(1000);
+    queue.keep_completed = a.keep_completed;
+    queue
 }
 
 /// `VACUUM ANALYZE` of the scratch schema's jobs table (PostgreSQL only), as
@@ -517,8 +533,7 @@ async fn worker_process(a: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         record: AtomicBool::new(false),
         latencies: Mutex::new(Vec::new()),
     });
-    let mut queue = QueueConfig::new("bench", a.concurrency);
-    queue.fetch_batch = a.concurrency.min(1000);
+    let queue = bench_queue(a);
     let worker = errand
         .worker()
         .config(WorkerConfig {
@@ -602,6 +617,8 @@ async fn process_with_children(
             "--worker-process",
             "--concurrency",
             &a.concurrency.to_string(),
+            "--keep-completed",
+            &a.keep_completed.to_string(),
         ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -64,6 +64,7 @@ struct RawQueue {
     fetch_batch: Option<usize>,
     fetchers: Option<usize>,
     retention: Option<String>,
+    keep_completed: Option<bool>,
 }
 
 /// Settings given on the command line or in the environment (already merged by clap).
@@ -225,6 +226,9 @@ impl Config {
                 }
                 q.fetchers = Some(f);
             }
+            if let Some(k) = raw.queue.get(&name).and_then(|q| q.keep_completed) {
+                q.keep_completed = k;
+            }
             queues.push(q);
         }
         let mut maintenance = MaintenanceConfig::default();
@@ -326,14 +330,25 @@ mod tests {
     #[test]
     fn per_queue_sections() {
         let c = build(
-            "[queue.mail]\nconcurrency = 4\nfetch_batch = 3\nfetchers = 1\nretention = \"7d\"\n",
+            "[queue.mail]\nconcurrency = 4\nfetch_batch = 3\nfetchers = 1\nretention = \"7d\"\n\
+             keep_completed = false\n[queue.sms]\nconcurrency = 2\n",
             Overrides::default(),
         )
         .unwrap();
         let mail = c.queues.iter().find(|q| q.name == "mail").unwrap();
         assert_eq!(
-            (mail.concurrency, mail.fetch_batch, mail.fetchers),
-            (4, 3, Some(1))
+            (
+                mail.concurrency,
+                mail.fetch_batch,
+                mail.fetchers,
+                mail.keep_completed
+            ),
+            (4, 3, Some(1), false)
+        );
+        let sms = c.queues.iter().find(|q| q.name == "sms").unwrap();
+        assert!(
+            sms.keep_completed,
+            "completed jobs are kept unless a queue says otherwise"
         );
         assert_eq!(
             c.maintenance.queue_retention[0].keep,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::job::{Completion, Finish, Job, JobId, JobState, NewJob};
-use crate::store::{CompletionResult, Store};
+use crate::store::{CompletionResult, Scope, Store};
 use crate::testkit::support::*;
 
 /// Inserts one job at 0s and claims it at 1s.
@@ -427,4 +427,92 @@ pub async fn result_less_successes_in_one_batch_are_fenced_one_by_one(store: Arc
     );
     assert_eq!(queue_stats(s, "plain", at(3)).await.completed_total, 2);
     assert_eq!(queue_stats(s, "plain_other", at(3)).await.completed_total, 1);
+}
+
+/// `CompleteAndDelete` records a success and deletes the job in the same
+/// write, fenced like any other completion. In one batch beside kept
+/// completions and a retry: the deleted jobs are gone (`get_job` says not
+/// found) and count toward their queue's `completed_total`; a stale token, a
+/// repeat of a deleted job and a job that is no longer running are
+/// `LeaseLost` and leave their jobs as they were; the other finishes land
+/// on their own jobs.
+pub async fn complete_and_delete_removes_the_job_and_counts_it(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ids = insert(s, (0..5).map(|_| job_in("gone", "k")).collect(), at(0)).await;
+    let jobs = claim(s, "gone", 5, WORKER, at(1)).await;
+    assert_eq!(jobs.len(), 5);
+    let find = |i: usize| jobs.iter().find(|j| j.id == ids[i].id).expect("claimed").clone();
+    let (a, b, c, d, e) = (find(0), find(1), find(2), find(3), find(4));
+    let other = running_in(s, "gone_other").await;
+    // `e` is cancelled by an earlier batch: no longer running.
+    let cancel = Finish::Cancel {
+        error: failure(1, at(2), "stopped"),
+    };
+    let first = vec![Completion {
+        id: e.id,
+        lease_token: token(&e),
+        finish: cancel,
+    }];
+    ok("complete_batch", s.complete_batch(first, at(2)).await);
+    let item = |j: &Job, lease_token: i64, finish: Finish| Completion {
+        id: j.id,
+        lease_token,
+        finish,
+    };
+    let e_retry = failure(1, at(2), "try again");
+    let items = vec![
+        item(&a, token(&a), Finish::CompleteAndDelete),
+        item(&b, token(&b) - 1, Finish::CompleteAndDelete),
+        item(&c, token(&c), Finish::Complete { result: None }),
+        item(&a, token(&a), Finish::CompleteAndDelete),
+        item(&other, token(&other), Finish::CompleteAndDelete),
+        item(
+            &d,
+            token(&d),
+            Finish::Retry {
+                at: at(40),
+                error: e_retry.clone(),
+            },
+        ),
+        item(&e, token(&e), Finish::CompleteAndDelete),
+    ];
+    let out = ok("complete_batch", s.complete_batch(items, at(3)).await);
+    use CompletionResult::{Done, LeaseLost};
+    assert_eq!(
+        out,
+        vec![Done, LeaseLost, Done, LeaseLost, Done, Done, LeaseLost],
+        "per-item results in order"
+    );
+    assert_not_found(
+        "get_job of a deleted job",
+        a.id,
+        s.get_job(a.id, &Scope::All).await,
+    );
+    assert_not_found(
+        "get_job of a deleted job",
+        other.id,
+        s.get_job(other.id, &Scope::All).await,
+    );
+    assert_eq!(
+        get(s, b.id).await,
+        b,
+        "the stale item's job is exactly as claimed"
+    );
+    assert_finished(&get(s, c.id).await, JobState::Completed, at(3));
+    let got = get(s, d.id).await;
+    assert_eq!((got.state, got.run_at), (JobState::Retryable, at(40)));
+    assert_eq!(got.errors, vec![e_retry]);
+    assert_finished(&get(s, e.id).await, JobState::Cancelled, at(2));
+    let stats = queue_stats(s, "gone", at(4)).await;
+    assert_eq!(
+        (stats.completed_total, stats.failed_total),
+        (2, 1),
+        "a deleted job counts as completed: {stats:?}"
+    );
+    assert_eq!(
+        stats.counts.get(&JobState::Completed),
+        Some(&1),
+        "only the kept one is stored"
+    );
+    assert_eq!(queue_stats(s, "gone_other", at(4)).await.completed_total, 1);
 }

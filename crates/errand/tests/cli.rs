@@ -927,3 +927,36 @@ fn bench_with_worker_processes_reports_every_phase() {
         assert!(v[key].as_f64().is_some_and(|r| r > 0.0), "{key}: {v}");
     }
 }
+
+/// `--keep-completed false` reaches the worker processes and the report;
+/// with `--finished`, which measures claiming beside kept jobs, it is refused.
+#[test]
+fn bench_can_delete_completed_jobs_and_says_so() {
+    let s = Scratch::new();
+    let dir = s.path("bench");
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let dir = dir.to_str().expect("a UTF-8 path");
+    let base = [
+        "bench",
+        "--json",
+        "--jobs",
+        "200",
+        "--concurrency",
+        "50",
+        "--latency-samples",
+        "5",
+        "--dir",
+        dir,
+        "--keep-completed",
+        "false",
+    ];
+    let out = s.ok(&[&base[..], &["--processes", "2"]].concat());
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    assert_eq!(v["keep_completed"], false, "{v}");
+    for key in ["processed_per_sec_multi_process", "processed_per_sec"] {
+        assert!(v[key].as_f64().is_some_and(|r| r > 0.0), "{key}: {v}");
+    }
+    let (code, _, err) = s.fail(&[&base[..], &["--finished", "100"]].concat());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--keep-completed true"), "{err}");
+}

@@ -9,7 +9,7 @@
 //! stops fetching, waits a grace period, then hands unfinished jobs back
 //! without spending their attempt.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -304,14 +304,19 @@ struct Done {
     finish: Finish,
 }
 
+/// A queue's settings that shape how its attempts are recorded.
+struct QueueFinish {
+    retry: Option<RetryPolicy>,
+    keep_completed: bool,
+}
+
 struct Shared {
     rt: Errand,
     id: Arc<str>,
     config: WorkerConfig,
     executors: HashMap<String, Arc<dyn Executor>>,
-    queue_retry: HashMap<String, RetryPolicy>,
-    /// Queues whose completed jobs are deleted at once (`keep_completed: false`).
-    drop_completed: HashSet<String>,
+    /// What each served queue decides about its finished jobs.
+    queue_finish: HashMap<String, QueueFinish>,
     inflight: Mutex<HashMap<JobId, Inflight>>,
     /// Bounded: when completions are written more slowly than jobs finish,
     /// finished jobs wait here holding their slots, so claiming slows down
@@ -357,24 +362,23 @@ impl Worker {
     pub fn start(self) -> RunningWorker {
         let slots: usize = self.queues.iter().map(|q| q.concurrency).sum();
         let (done_tx, done_rx) = mpsc::channel(slots.max(self.config.completion_batch).max(1));
-        let queue_retry = self
+        let queue_finish = self
             .queues
             .iter()
-            .filter_map(|q| q.retry.clone().map(|r| (q.name.clone(), r)))
-            .collect();
-        let drop_completed = self
-            .queues
-            .iter()
-            .filter(|q| !q.keep_completed)
-            .map(|q| q.name.clone())
+            .map(|q| {
+                let finish = QueueFinish {
+                    retry: q.retry.clone(),
+                    keep_completed: q.keep_completed,
+                };
+                (q.name.clone(), finish)
+            })
             .collect();
         let shared = Arc::new(Shared {
             rt: self.rt,
             id: self.id,
             config: self.config,
             executors: self.executors,
-            queue_retry,
-            drop_completed,
+            queue_finish,
             inflight: Mutex::new(HashMap::new()),
             done_tx,
             counters: Counters::default(),
@@ -598,10 +602,11 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
         match outcome {
             None => Finish::HandBack,
             Some(outcome) => {
+                let queue = shared.queue_finish.get(ctx.queue());
                 let policy = RetryPolicy::pick(
                     job.retry.as_ref(),
                     executor.and_then(|e| e.retry_policy()),
-                    shared.queue_retry.get(ctx.queue()),
+                    queue.and_then(|q| q.retry.as_ref()),
                     &shared.config.default_retry,
                 );
                 let attempt = Attempt {
@@ -616,7 +621,7 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
                     0.5
                 };
                 match lifecycle::resolve(attempt, outcome, policy, finished_at, unit) {
-                    Finish::Complete { .. } if shared.drop_completed.contains(ctx.queue()) => {
+                    Finish::Complete { .. } if queue.is_some_and(|q| !q.keep_completed) => {
                         Finish::CompleteAndDelete
                     }
                     finish => finish,

@@ -307,8 +307,6 @@ fn complete(
     }
     // One prepared statement per kind of finish, looked up once per batch.
     let mut statements: [Option<rusqlite::CachedStatement<'_>>; 8] = Default::default();
-    // Deleted jobs per queue, added to the completed totals at the end.
-    let mut deleted: HashMap<String, i64> = HashMap::new();
     for i in rest {
         let c = &items[i];
         let slot = &mut statements[finish_index(&c.finish)];
@@ -322,7 +320,7 @@ fn complete(
                 .optional()
                 .map_err(err)?;
             if let Some(queue) = queue {
-                *deleted.entry(queue).or_default() += 1;
+                counted.add_deleted(queue);
                 out[i] = CompletionResult::Done;
             }
             continue;
@@ -346,22 +344,23 @@ fn complete(
         }
     }
     counted.write(conn)?;
-    for (queue, n) in deleted {
-        conn.prepare_cached("UPDATE queues SET completed_total = completed_total + ?2 WHERE name = ?1")
-            .map_err(err)?
-            .execute(params![queue, n])
-            .map_err(err)?;
-    }
     Ok(out)
 }
 
 /// The ids of jobs whose finish counts toward a queue total (completions and
 /// rescues alike), per total; their queues are looked up by primary key and
 /// the totals added in one statement per total, at the end of the batch.
+/// Jobs deleted by their completion can no longer be looked up: they are
+/// counted by queue name instead.
 #[derive(Default)]
-struct ByIds([Vec<i64>; 3]);
+struct ByIds([Vec<i64>; 3], HashMap<String, i64>);
 
 impl ByIds {
+    /// A job completed and deleted from `queue`.
+    fn add_deleted(&mut self, queue: String) {
+        *self.1.entry(queue).or_default() += 1;
+    }
+
     fn add(&mut self, id: i64, finish: &Finish) {
         match finish {
             Finish::Complete { .. } => self.0[0].push(id),
@@ -393,6 +392,12 @@ impl ByIds {
             conn.prepare_cached(sql)
                 .map_err(err)?
                 .execute([json(&ids)?])
+                .map_err(err)?;
+        }
+        for (queue, n) in self.1 {
+            conn.prepare_cached("UPDATE queues SET completed_total = completed_total + ?2 WHERE name = ?1")
+                .map_err(err)?
+                .execute(params![queue, n])
                 .map_err(err)?;
         }
         Ok(())

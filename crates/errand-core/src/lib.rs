@@ -29,7 +29,7 @@ pub use error::StoreError;
 pub use job::{
     Completion, ErrorRecord, Finish, Job, JobId, JobState, Lease, NewJob, Outcome, Progress, UniqueMode,
 };
-pub use retry::{Backoff, RetryPolicy};
+pub use retry::{Backoff, RetryPolicies, RetryPolicy};
 pub use store::{
     ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
     ScheduleOutcome, ScheduleRegistration, ScheduleState, ScheduleTick, Scope, Store, TickResult,

@@ -5,6 +5,7 @@
 //! function of the attempt number and a random fraction, so it is testable
 //! without a random source.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -155,6 +156,42 @@ impl RetryPolicy {
     }
 }
 
+/// Every retry policy a process knows, for writes made away from the worker
+/// that ran the attempt: the rescuer, which fails the attempts of workers that
+/// stopped heartbeating, picks from these as the worker would have picked for
+/// a failed attempt (see [`RetryPolicies::pick`]).
+///
+/// A kind's policy is known only where its handler is registered, so a
+/// process that rescues without the handler falls back to the queue's
+/// policy, then to the default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetryPolicies {
+    /// The policy when neither the job, its kind nor its queue sets one.
+    pub default: RetryPolicy,
+    /// Per job kind (the handlers' policies).
+    pub kinds: HashMap<String, RetryPolicy>,
+    /// Per queue.
+    pub queues: HashMap<String, RetryPolicy>,
+}
+
+impl RetryPolicies {
+    /// The policy for a job of `kind` in `queue` whose own policy is `job`:
+    /// the job's, else the kind's, else the queue's, else the default.
+    pub fn pick<'a>(&'a self, job: Option<&'a RetryPolicy>, queue: &str, kind: &str) -> &'a RetryPolicy {
+        RetryPolicy::pick(job, self.kinds.get(kind), self.queues.get(queue), &self.default)
+    }
+}
+
+impl From<RetryPolicy> for RetryPolicies {
+    /// One policy for every job that sets none of its own.
+    fn from(default: RetryPolicy) -> Self {
+        RetryPolicies {
+            default,
+            ..Default::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +223,18 @@ mod tests {
         assert_eq!(RetryPolicy::pick(None, Some(&k), Some(&q), &d), &k);
         assert_eq!(RetryPolicy::pick(None, None, Some(&q), &d), &q);
         assert_eq!(RetryPolicy::pick(None, None, None, &d), &d);
+    }
+
+    #[test]
+    fn policies_pick_as_the_worker_does_and_fall_back_for_unknown_names() {
+        let mut p = RetryPolicies::from(RetryPolicy::fixed(S(9)));
+        p.kinds.insert("mail".into(), RetryPolicy::fixed(S(2)));
+        p.queues.insert("slow".into(), RetryPolicy::fixed(S(3)));
+        let own = RetryPolicy::fixed(S(1));
+        assert_eq!(p.pick(Some(&own), "slow", "mail"), &own);
+        assert_eq!(p.pick(None, "slow", "mail"), &RetryPolicy::fixed(S(2)));
+        assert_eq!(p.pick(None, "slow", "resize"), &RetryPolicy::fixed(S(3)));
+        assert_eq!(p.pick(None, "default", "resize"), &RetryPolicy::fixed(S(9)));
     }
 
     #[test]

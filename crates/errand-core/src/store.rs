@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::job::{Completion, Job, JobId, JobState, Progress};
-use crate::retry::RetryPolicy;
+use crate::retry::RetryPolicies;
 use crate::validate::ValidJob;
 
 /// Which tenants' jobs a caller may see and touch.
@@ -190,13 +190,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Running jobs whose lease expired before `now` become retryable (with
-    /// the job's own retry policy, else `policy`) or discarded when out of
-    /// attempts; an error naming the lost lease is added to their history.
-    /// Returns how many were rescued.
+    /// the policy [`RetryPolicies::pick`] gives for the job's own policy,
+    /// queue and kind) or discarded when out of attempts; an error naming the
+    /// lost lease is added to their history. Returns how many were rescued.
     async fn rescue_expired_leases(
         &self,
         now: Timestamp,
-        policy: &RetryPolicy,
+        policies: &RetryPolicies,
         limit: usize,
     ) -> Result<u64, StoreError>;
 

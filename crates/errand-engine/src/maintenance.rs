@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use errand_core::clock::{add, sub};
 use errand_core::store::PruneRequest;
-use errand_core::{RetryPolicy, StoreError};
+use errand_core::{RetryPolicies, StoreError};
 
 use crate::runtime::Errand;
 
@@ -43,8 +43,12 @@ pub struct MaintenanceConfig {
     pub queue_retention: Vec<QueueRetention>,
     /// How often pruning runs.
     pub prune_interval: Duration,
-    /// The backoff for rescued jobs that set no policy of their own.
-    pub rescue_policy: RetryPolicy,
+    /// The retry policies for jobs rescued from lapsed leases, picked as a
+    /// worker picks them for a failed attempt: the job's own, else its
+    /// kind's, else its queue's, else the default. Give it the worker's
+    /// ([`Worker::retry_policies`](crate::Worker::retry_policies)) so that a
+    /// rescued attempt waits as long as a failed one would have.
+    pub rescue_policies: RetryPolicies,
 }
 
 impl Default for MaintenanceConfig {
@@ -57,7 +61,7 @@ impl Default for MaintenanceConfig {
             retention: Duration::from_secs(24 * 3600),
             queue_retention: Vec::new(),
             prune_interval: Duration::from_secs(60),
-            rescue_policy: RetryPolicy::default(),
+            rescue_policies: RetryPolicies::default(),
         }
     }
 }
@@ -129,7 +133,7 @@ impl Maintenance {
         let batch = self.config.batch.max(1);
         loop {
             let n = store
-                .rescue_expired_leases(now, &self.config.rescue_policy, batch)
+                .rescue_expired_leases(now, &self.config.rescue_policies, batch)
                 .await?;
             report.rescued += n;
             if (n as usize) < batch {

@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use errand_core::lifecycle::{self, Attempt};
 use errand_core::store::{ClaimRequest, CompletionResult};
 use errand_core::validate::{self, ValidationError};
-use errand_core::{Completion, Finish, Job, JobId, Outcome, RetryPolicy};
+use errand_core::{Completion, Finish, Job, JobId, Outcome, RetryPolicies, RetryPolicy};
 
 use crate::executor::context::ContextParts;
 use crate::executor::{Executor, Handler, JobArgs, JobContext, Typed};
@@ -356,6 +356,26 @@ impl Worker {
     /// This worker's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The retry policies this worker applies to failed attempts: its
+    /// default, its queues' and its handlers' (by kind). Maintenance uses
+    /// them for jobs whose worker died mid-attempt
+    /// ([`MaintenanceConfig::rescue_policies`](crate::MaintenanceConfig::rescue_policies)).
+    pub fn retry_policies(&self) -> RetryPolicies {
+        RetryPolicies {
+            default: self.config.default_retry.clone(),
+            kinds: self
+                .executors
+                .iter()
+                .filter_map(|(kind, e)| Some((kind.clone(), e.retry_policy()?.clone())))
+                .collect(),
+            queues: self
+                .queues
+                .iter()
+                .filter_map(|q| Some((q.name.clone(), q.retry.clone()?)))
+                .collect(),
+        }
     }
 
     /// Starts the fetchers, the completer and the heartbeat on the current tokio runtime.

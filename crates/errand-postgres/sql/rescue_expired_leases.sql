@@ -3,7 +3,7 @@
 -- locked until the transaction writes their new state (with
 -- complete_batch.sql, fenced by the token read here), and a second rescuer
 -- or a completer holding one of them is skipped rather than waited for.
-SELECT id, queue, attempt, max_attempts, retry::text AS retry, lease_owner, lease_token
+SELECT id, queue, kind, attempt, max_attempts, retry::text AS retry, lease_owner, lease_token
 FROM __SCHEMA__.jobs
 WHERE state = 'running' AND lease_expires_at < $1
 ORDER BY lease_expires_at

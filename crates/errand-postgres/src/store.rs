@@ -9,7 +9,9 @@ use errand_core::store::{
     ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
     ScheduleRegistration, ScheduleState, ScheduleTick, Scope, TickResult,
 };
-use errand_core::{Completion, Job, JobId, JobState, Progress, RetryPolicy, Store, StoreError, ValidJob};
+use errand_core::{
+    Completion, Job, JobId, JobState, Progress, RetryPolicies, RetryPolicy, Store, StoreError, ValidJob,
+};
 use jiff::Timestamp;
 use sqlx::{Acquire, Row};
 
@@ -182,7 +184,7 @@ impl Store for PostgresStore {
     async fn rescue_expired_leases(
         &self,
         now: Timestamp,
-        policy: &RetryPolicy,
+        policies: &RetryPolicies,
         limit_n: usize,
     ) -> Result<u64, StoreError> {
         if limit_n == 0 {
@@ -201,18 +203,20 @@ impl Store for PostgresStore {
         let mut items = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: i64 = r.try_get("id").map_err(db)?;
+            let queue: &str = r.try_get("queue").map_err(db)?;
+            let kind: &str = r.try_get("kind").map_err(db)?;
             let attempt: i32 = r.try_get("attempt").map_err(db)?;
             let max_attempts: i32 = r.try_get("max_attempts").map_err(db)?;
             let retry: Option<String> = r.try_get("retry").map_err(db)?;
             let owner: Option<String> = r.try_get("lease_owner").map_err(db)?;
             let token: i64 = r.try_get("lease_token").map_err(db)?;
-            // An unreadable policy of the job's own falls back to the default one.
+            // An unreadable policy of the job's own falls back to the others.
             let own: Option<RetryPolicy> = retry.and_then(|s| serde_json::from_str(&s).ok());
             let finish = errand_core::lifecycle::rescue(
                 attempt,
                 max_attempts,
                 owner.as_deref(),
-                own.as_ref().unwrap_or(policy),
+                policies.pick(own.as_ref(), queue, kind),
                 now,
             );
             items.push(Completion {

@@ -14,8 +14,8 @@ use errand_core::store::{
     ScheduleRegistration, ScheduleState, ScheduleTick, Scope, TickResult,
 };
 use errand_core::{
-    Completion, ErrorRecord, Finish, Job, JobId, JobState, Progress, RetryPolicy, Store, StoreError,
-    UniqueMode, ValidJob,
+    Completion, ErrorRecord, Finish, Job, JobId, JobState, Progress, RetryPolicies, RetryPolicy, Store,
+    StoreError, UniqueMode, ValidJob,
 };
 
 use crate::SqliteStore;
@@ -404,13 +404,27 @@ impl ByIds {
     }
 }
 
-fn rescue(conn: &Connection, now: Timestamp, policy: &RetryPolicy, limit: usize) -> Result<u64, StoreError> {
+fn rescue(
+    conn: &Connection,
+    now: Timestamp,
+    policies: &RetryPolicies,
+    limit: usize,
+) -> Result<u64, StoreError> {
     let now_us = to_micros(now);
-    type Candidate = (i64, i32, i32, Option<String>, Option<String>, i64);
+    type Candidate = (i64, String, String, i32, i32, Option<String>, Option<String>, i64);
     let candidates: Vec<Candidate> = {
         let mut st = conn.prepare_cached(RESCUE).map_err(err)?;
         st.query_map(params![now_us, limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
         })
         .map_err(err)?
         .collect::<Result<_, _>>()
@@ -418,13 +432,13 @@ fn rescue(conn: &Connection, now: Timestamp, policy: &RetryPolicy, limit: usize)
     };
     let mut counted = ByIds::default();
     let mut n = 0;
-    for (id, attempt, max_attempts, retry, owner, token) in candidates {
+    for (id, queue, kind, attempt, max_attempts, retry, owner, token) in candidates {
         let own: Option<RetryPolicy> = retry.and_then(|s| serde_json::from_str(&s).ok());
         let finish = errand_core::lifecycle::rescue(
             attempt,
             max_attempts,
             owner.as_deref(),
-            own.as_ref().unwrap_or(policy),
+            policies.pick(own.as_ref(), &queue, &kind),
             now,
         );
         let sql = finish_sql(&finish);
@@ -783,13 +797,13 @@ impl Store for SqliteStore {
     async fn rescue_expired_leases(
         &self,
         now: Timestamp,
-        policy: &RetryPolicy,
+        policies: &RetryPolicies,
         limit: usize,
     ) -> Result<u64, StoreError> {
-        let policy = policy.clone();
+        let policies = policies.clone();
         self.inner
             .writer
-            .run(move |conn| rescue(conn, now, &policy, limit))
+            .run(move |conn| rescue(conn, now, &policies, limit))
             .await
     }
 

@@ -102,18 +102,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register(Mailer {
             attempts: Arc::new(AtomicU32::new(0)),
         })
-        .build()?
-        .start();
-    // Maintenance promotes the retried e-mail when its backoff is over.
+        .build()?;
+    // Maintenance promotes the retried e-mail when its backoff is over. With
+    // the worker's retry policies, a job whose worker dies mid-attempt waits
+    // as long as a failed attempt of its kind would.
+    let maintenance_config = errand::MaintenanceConfig {
+        interval: Duration::from_millis(50),
+        rescue_policies: worker.retry_policies(),
+        ..Default::default()
+    };
+    let worker = worker.start();
     let stop = tokio_util::sync::CancellationToken::new();
-    let maintenance = tokio::spawn(
-        errand
-            .maintenance(errand::MaintenanceConfig {
-                interval: Duration::from_millis(50),
-                ..Default::default()
-            })
-            .run(stop.clone()),
-    );
+    let maintenance = tokio::spawn(errand.maintenance(maintenance_config).run(stop.clone()));
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while worker.stats().completed < 3 && tokio::time::Instant::now() < deadline {

@@ -35,7 +35,7 @@
 use std::sync::Arc;
 
 pub use errand_core as core;
-pub use errand_core::{JobId, JobState, NewJob, RetryPolicy, Store, StoreError};
+pub use errand_core::{JobId, JobState, NewJob, RetryPolicies, RetryPolicy, Store, StoreError};
 pub use errand_engine::executor::command::CommandExecutor;
 pub use errand_engine::{
     Client, EnqueueError, Errand, Executor, Handler, JobArgs, JobContext, JobError, Maintenance,

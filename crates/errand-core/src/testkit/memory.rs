@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use crate::clock;
 use crate::error::StoreError;
 use crate::job::{Completion, ErrorRecord, Finish, Job, JobId, JobState, Lease, Progress, UniqueMode};
-use crate::retry::RetryPolicy;
+use crate::retry::RetryPolicies;
 use crate::store::{
     ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
     ScheduleOutcome, ScheduleRegistration, ScheduleState, ScheduleTick, Scope, Store, TickResult,
@@ -408,7 +408,7 @@ impl Store for MemoryStore {
     async fn rescue_expired_leases(
         &self,
         now: Timestamp,
-        policy: &RetryPolicy,
+        policies: &RetryPolicies,
         limit: usize,
     ) -> Result<u64, StoreError> {
         let mut st = self.lock();
@@ -439,7 +439,7 @@ impl Store for MemoryStore {
                 job.state = JobState::Discarded;
                 job.finished_at = Some(now);
             } else {
-                let p = job.retry.as_ref().unwrap_or(policy);
+                let p = policies.pick(job.retry.as_ref(), &job.queue, &job.kind);
                 job.state = JobState::Retryable;
                 job.run_at = clock::add(now, p.delay_random(job.attempt));
             }

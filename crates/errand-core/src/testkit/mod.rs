@@ -88,6 +88,7 @@ macro_rules! store_conformance {
                 extend_leases_reports_cancel_requests,
                 report_progress_is_stored_for_the_lease_holder,
                 rescue_makes_expired_leases_retryable_with_an_error,
+                rescue_picks_the_kind_then_the_queue_policy,
                 rescue_discards_jobs_out_of_attempts_and_honours_its_limit,
                 stale_completion_after_rescue_is_refused,
                 // promote_due, next_due_at, expire_due, prune_finished

@@ -2,8 +2,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use errand_core::store::ClaimRequest;
-use errand_core::{Clock, JobState, ManualClock, NewJob, Scope, Timestamp};
-use errand_engine::{Errand, MaintenanceConfig, QueueRetention};
+use errand_core::{Clock, JobState, ManualClock, NewJob, RetryPolicy, Scope, Timestamp};
+use errand_engine::{Errand, MaintenanceConfig, QueueConfig, QueueRetention, WorkerConfig};
 
 use crate::harness::env;
 
@@ -117,4 +117,102 @@ async fn expired_jobs_are_never_run() {
         errand.store().get_job(id, &Scope::All).await.unwrap().state,
         JobState::Expired
     );
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Patient {}
+
+impl errand_engine::JobArgs for Patient {
+    const KIND: &'static str = "patient";
+}
+
+struct PatientHandler;
+
+impl errand_engine::Handler<Patient> for PatientHandler {
+    async fn perform(
+        &self,
+        _ctx: &errand_engine::JobContext,
+        _args: Patient,
+    ) -> Result<(), errand_engine::JobError> {
+        Ok(())
+    }
+
+    fn retry_policy(&self) -> Option<RetryPolicy> {
+        Some(RetryPolicy::fixed(Duration::from_secs(900)))
+    }
+}
+
+/// A job whose worker died mid-attempt waits as long as a failed attempt
+/// would have on that worker: its kind's policy, else its queue's, else the
+/// worker's default (before, the rescuer knew only the job's own policy and
+/// its own default).
+#[tokio::test]
+async fn rescued_jobs_wait_as_the_worker_would_have_them_wait() {
+    let env = env().await;
+    let (errand, clock) = clocked(&env.errand);
+    let secs = Duration::from_secs;
+    let mut slow = QueueConfig::new("slow", 2);
+    slow.retry = Some(RetryPolicy::fixed(secs(300)));
+    let worker = errand
+        .worker()
+        .queue_config(slow)
+        .queue("default", 2)
+        .register(PatientHandler)
+        .config(WorkerConfig {
+            default_retry: RetryPolicy::fixed(secs(20)),
+            ..WorkerConfig::default()
+        })
+        .build()
+        .unwrap();
+    let policies = worker.retry_policies();
+    assert_eq!(
+        policies.kinds.get("patient"),
+        Some(&RetryPolicy::fixed(secs(900)))
+    );
+    assert_eq!(policies.queues.get("slow"), Some(&RetryPolicy::fixed(secs(300))));
+    assert_eq!(policies.queues.len(), 1, "a queue without a policy adds none");
+    assert_eq!(policies.default, RetryPolicy::fixed(secs(20)));
+
+    let client = errand.client();
+    let store = errand.store().clone();
+    let mut expected = Vec::new();
+    for (kind, queue, wait) in [
+        ("patient", "slow", 900),
+        ("plain", "slow", 300),
+        ("plain", "default", 20),
+    ] {
+        let id = client
+            .enqueue(NewJob::new(kind, "{}").queue(queue))
+            .await
+            .unwrap()
+            .id;
+        let claimed = store
+            .claim_available(ClaimRequest {
+                queue: queue.into(),
+                limit: 1,
+                owner: "dead-worker".into(),
+                lease_for: secs(30),
+                now: clock.now(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        expected.push((id, wait));
+    }
+    let mut m = errand.maintenance(MaintenanceConfig {
+        rescue_policies: policies,
+        ..MaintenanceConfig::default()
+    });
+    clock.advance(secs(31));
+    let r = m.tick().await.unwrap();
+    assert_eq!(r.rescued, 3);
+    for (id, wait) in expected {
+        let job = store.get_job(id, &Scope::All).await.unwrap();
+        assert_eq!(job.state, JobState::Retryable, "job {id}");
+        assert_eq!(
+            job.run_at,
+            errand_core::clock::add(clock.now(), secs(wait)),
+            "job {id}"
+        );
+    }
 }

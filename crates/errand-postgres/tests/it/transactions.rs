@@ -256,7 +256,11 @@ async fn completing_in_a_transaction_with_a_lost_lease_is_refused() {
     let stale = job.lease.as_ref().unwrap().token;
     // The lease lapses and the job is rescued, then claimed again.
     let rescued = store
-        .rescue_expired_leases(at(100), &errand_core::RetryPolicy::fixed(Duration::ZERO), 10)
+        .rescue_expired_leases(
+            at(100),
+            &errand_core::RetryPolicy::fixed(Duration::ZERO).into(),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(rescued, 1);

@@ -4,7 +4,7 @@
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use errand::{CommandExecutor, Errand};
+use errand::{CommandExecutor, Errand, MaintenanceConfig};
 use errand_core::schedule::ScheduleFile;
 use errand_engine::SchedulerConfig;
 use errand_engine::executor::command;
@@ -66,9 +66,14 @@ pub(crate) async fn run(
         queues = %queues.join(","),
         "errand started"
     );
+    // Jobs rescued from a dead worker wait as a failed attempt would here.
+    let maintenance_config = MaintenanceConfig {
+        rescue_policies: worker.retry_policies(),
+        ..config.maintenance.clone()
+    };
     let running = worker.start();
     let stop = CancellationToken::new();
-    let maintenance = tokio::spawn(errand.maintenance(config.maintenance.clone()).run(stop.clone()));
+    let maintenance = tokio::spawn(errand.maintenance(maintenance_config).run(stop.clone()));
     // With a configuration file its [[schedule]] set is authoritative (an
     // empty one removes the stored schedules); without one, none runs.
     let scheduler = schedules.map(|file| {

@@ -170,7 +170,7 @@ pub async fn reclaimed_job_gets_a_larger_lease_token(store: Arc<dyn Store>) {
         "retry then claim: {second:?} after {first:?}"
     );
 
-    let policy = crate::RetryPolicy::fixed(secs(1));
+    let policy = crate::RetryPolicies::from(crate::RetryPolicy::fixed(secs(1)));
     let rescued = ok("rescue", s.rescue_expired_leases(at(100), &policy, 100).await);
     assert_eq!(rescued, 1);
     ok("promote_due", s.promote_due(at(101), 100).await);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::error::StoreError;
 use crate::job::{Finish, JobId, JobState, NewJob, Progress};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicies, RetryPolicy};
 use crate::store::{CompletionResult, LeaseReport, Scope, Store};
 use crate::testkit::support::*;
 
@@ -33,7 +33,7 @@ pub async fn extend_leases_moves_the_lease_deadline(store: Arc<dyn Store>) {
             "same lease"
         );
     }
-    let policy = RetryPolicy::fixed(secs(1));
+    let policy = RetryPolicies::from(RetryPolicy::fixed(secs(1)));
     // The original lease (1s + ~30s) has run out by 60s; the extended one has not.
     let rescued = ok("rescue", s.rescue_expired_leases(at(60), &policy, 100).await);
     assert_eq!(rescued, 0, "an extended lease must not be rescued");
@@ -174,7 +174,7 @@ pub async fn rescue_makes_expired_leases_retryable_with_an_error(store: Arc<dyn 
     let dead_too = claim_id(s, "default", custom, at(1)).await;
     let alive = add(s, NewJob::new("k", "{}"), at(0)).await;
     let alive = claim_id(s, "default", alive, at(20)).await;
-    let policy = RetryPolicy::fixed(secs(10));
+    let policy = RetryPolicies::from(RetryPolicy::fixed(secs(10)));
 
     // The first leases run out at 31.000250s; nothing has expired at 31s.
     assert_eq!(
@@ -216,6 +216,45 @@ pub async fn rescue_makes_expired_leases_retryable_with_an_error(store: Arc<dyn 
     assert_eq!(get(s, alive.id).await, alive, "an unexpired lease is untouched");
 }
 
+/// A rescued job waits as a failed attempt would: by its own policy, else
+/// its kind's, else its queue's, else the default. A kind or queue with no
+/// policy of its own gets the default.
+pub async fn rescue_picks_the_kind_then_the_queue_policy(store: Arc<dyn Store>) {
+    let s = &*store;
+    let mail_slow = add(s, NewJob::new("mail", "{}").queue("slow"), at(0)).await;
+    let other_slow = add(s, NewJob::new("resize", "{}").queue("slow"), at(0)).await;
+    let other_fast = add(s, NewJob::new("resize", "{}"), at(0)).await;
+    let own = RetryPolicy::fixed(secs(2));
+    let mail_own = add(s, NewJob::new("mail", "{}").queue("slow").retry(own), at(0)).await;
+    for (queue, id) in [
+        ("slow", mail_slow),
+        ("slow", other_slow),
+        ("default", other_fast),
+        ("slow", mail_own),
+    ] {
+        claim_id(s, queue, id, at(1)).await;
+    }
+    let mut policies = RetryPolicies::from(RetryPolicy::fixed(secs(10)));
+    policies.kinds.insert("mail".into(), RetryPolicy::fixed(secs(4)));
+    policies.queues.insert("slow".into(), RetryPolicy::fixed(secs(6)));
+    policies
+        .queues
+        .insert("unused".into(), RetryPolicy::fixed(secs(8)));
+
+    let now = at(100);
+    assert_eq!(ok("rescue", s.rescue_expired_leases(now, &policies, 10).await), 4);
+    for (id, delay, why) in [
+        (mail_slow, 4, "the kind's policy before the queue's"),
+        (other_slow, 6, "the queue's policy"),
+        (other_fast, 10, "the default"),
+        (mail_own, 2, "the job's own policy first"),
+    ] {
+        let got = get(s, id).await;
+        assert_eq!(got.state, JobState::Retryable, "job {id}");
+        assert_eq!(got.run_at, plus(now, secs(delay)), "job {id}: {why}");
+    }
+}
+
 /// A rescued job that has used its last attempt is discarded (finished
 /// now, with the error recorded); `limit` caps how many one call rescues.
 pub async fn rescue_discards_jobs_out_of_attempts_and_honours_its_limit(store: Arc<dyn Store>) {
@@ -224,7 +263,7 @@ pub async fn rescue_discards_jobs_out_of_attempts_and_honours_its_limit(store: A
     insert(s, (0..3).map(|_| NewJob::new("k", "{}")).collect(), at(0)).await;
     let jobs = claim(s, "default", 4, WORKER, at(1)).await;
     assert_eq!(jobs.len(), 4);
-    let policy = RetryPolicy::fixed(secs(10));
+    let policy = RetryPolicies::from(RetryPolicy::fixed(secs(10)));
     let now = at(100);
     let a = ok("rescue", s.rescue_expired_leases(now, &policy, 3).await);
     assert_eq!(a, 3, "the first call rescues up to its limit");
@@ -245,7 +284,7 @@ pub async fn stale_completion_after_rescue_is_refused(store: Arc<dyn Store>) {
     let s = &*store;
     let id = add(s, NewJob::new("k", "{}"), at(0)).await;
     let old = claim(s, "default", 1, "worker-old", at(1)).await.remove(0);
-    let policy = RetryPolicy::fixed(secs(5));
+    let policy = RetryPolicies::from(RetryPolicy::fixed(secs(5)));
     assert_eq!(
         ok("rescue", s.rescue_expired_leases(at(60), &policy, 10).await),
         1

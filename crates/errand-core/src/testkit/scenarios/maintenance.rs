@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::job::{Finish, JobId, JobState, NewJob};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicies, RetryPolicy};
 use crate::store::{CompletionResult, JobFilter, PruneRequest, Scope, Store};
 use crate::testkit::support::*;
 
@@ -304,7 +304,7 @@ pub async fn queue_totals_count_outcomes_and_survive_pruning(store: Arc<dyn Stor
     };
     finish(s, &job(3), discard, at(2)).await;
     // job 4 loses its lease and is rescued: a failed attempt.
-    let policy = RetryPolicy::fixed(secs(1));
+    let policy = RetryPolicies::from(RetryPolicy::fixed(secs(1)));
     assert_eq!(
         ok("rescue", s.rescue_expired_leases(at(100), &policy, 10).await),
         1

@@ -104,6 +104,8 @@ impl PostgresConfig {
     }
 
     /// How long opening the store waits for the server to answer (default 5 s).
+    /// A `connect_timeout` in the URL's query (libpq's, in whole seconds)
+    /// overrides it.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
         self
@@ -185,6 +187,41 @@ pub fn check_schema_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Takes libpq's `connect_timeout` parameter (whole seconds; 0 or less
+/// means no limit) out of the URL's query, since the driver does not know
+/// it and would only warn. Returns the URL without it and the timeout it
+/// sets, if it names one.
+pub(crate) fn take_connect_timeout(url: &str) -> Result<(String, Option<Duration>), StoreError> {
+    let Some((main, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None));
+    };
+    let mut timeout = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("connect_timeout", value)) => {
+                let secs: i64 = value.trim().parse().map_err(|_| {
+                    StoreError::InvalidConfig(format!(
+                        "invalid PostgreSQL URL {}: connect_timeout must be a whole number of seconds (got {value:?})",
+                        redact(url)
+                    ))
+                })?;
+                // libpq: zero or less waits for ever. A day is as long as
+                // anyone waits for a connection.
+                let secs = if secs <= 0 { 86_400 } else { secs.unsigned_abs() };
+                timeout = Some(Duration::from_secs(secs));
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        main.to_owned()
+    } else {
+        format!("{main}?{}", kept.join("&"))
+    };
+    Ok((url, timeout))
+}
+
 /// The URL without its password (and without its query, which may hold one too).
 pub(crate) fn redact(url: &str) -> String {
     let (main, _query) = url.split_once('?').unwrap_or((url, ""));
@@ -213,6 +250,33 @@ mod tests {
         );
         assert_eq!(redact("postgres://db/app"), "postgres://db/app");
         assert_eq!(redact("nonsense"), "<unparseable URL>");
+    }
+
+    #[test]
+    fn connect_timeout_is_taken_from_the_query() {
+        let t = |u: &str| take_connect_timeout(u).map_err(|e| e.to_string());
+        assert_eq!(t("postgres://h/db"), Ok(("postgres://h/db".into(), None)));
+        assert_eq!(
+            t("postgres://h/db?connect_timeout=7"),
+            Ok(("postgres://h/db".into(), Some(Duration::from_secs(7))))
+        );
+        assert_eq!(
+            t("postgres://h/db?sslmode=disable&connect_timeout=2&application_name=x"),
+            Ok((
+                "postgres://h/db?sslmode=disable&application_name=x".into(),
+                Some(Duration::from_secs(2))
+            ))
+        );
+        assert_eq!(
+            t("postgres://h/db?connect_timeout=0"),
+            Ok(("postgres://h/db".into(), Some(Duration::from_secs(86_400))))
+        );
+        let e = t("postgres://u:secret@h/db?connect_timeout=soon").unwrap_err();
+        assert!(
+            e.contains("connect_timeout must be a whole number of seconds"),
+            "{e}"
+        );
+        assert!(e.contains("\"soon\"") && !e.contains("secret"), "{e}");
     }
 
     #[test]

@@ -105,7 +105,8 @@ impl Drop for Inner {
 /// Parses the URL and applies the configuration's connection settings.
 fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, StoreError> {
     let url = config.url.trim();
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
         let scheme = url.split_once("://").map_or("(none)", |(s, _)| s);
         return Err(StoreError::InvalidConfig(format!(
             "invalid PostgreSQL URL: it must start with postgres:// or postgresql:// (the scheme is {scheme:?})"
@@ -182,8 +183,13 @@ impl PostgresStore {
     /// credentials, a missing database or an unreachable server fail with
     /// [`StoreError::Connect`]; each with one line saying which. A schema
     /// written by a newer errand fails with [`StoreError::SchemaTooNew`].
-    pub async fn open(config: PostgresConfig) -> Result<Self, StoreError> {
+    pub async fn open(mut config: PostgresConfig) -> Result<Self, StoreError> {
         config.check_schema()?;
+        let (url, timeout) = config::take_connect_timeout(&config.url)?;
+        config.url = url;
+        if let Some(t) = timeout {
+            config.connect_timeout = t;
+        }
         let opts = connect_options(&config)?;
         let target = Target::of(&opts);
         let mut conn = probe(&config, &opts, &target).await?;

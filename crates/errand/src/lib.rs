@@ -71,8 +71,17 @@ impl StoreUrl {
             }
             return Ok(StoreUrl::Sqlite(rest.into()));
         }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
             return Ok(StoreUrl::Postgres(url.to_owned()));
+        }
+        // "postgres:/db", "postgresql:db": a PostgreSQL URL with a slash
+        // missing, not a file to create.
+        if ["postgres:", "postgresql:"].iter().any(|p| lower.starts_with(p)) {
+            return Err(StoreError::InvalidConfig(format!(
+                "malformed PostgreSQL URL {:?}: it must start with postgres:// (postgres://USER@HOST/DB)",
+                url.split_once('@').map_or(url, |(_, host)| host)
+            )));
         }
         if let Some((scheme, _)) = url.split_once("://") {
             return Err(StoreError::InvalidConfig(format!(
@@ -146,6 +155,15 @@ mod tests {
                 .to_string()
                 .contains("unsupported")
         );
+        assert!(matches!(
+            StoreUrl::parse("PostgreSQL://u@h/db").unwrap(),
+            StoreUrl::Postgres(_)
+        ));
+        for typo in ["postgres:/db", "postgresql:u:secret@h/db"] {
+            let e = StoreUrl::parse(typo).unwrap_err().to_string();
+            assert!(e.contains("malformed PostgreSQL URL"), "{typo}: {e}");
+            assert!(!e.contains("secret"), "{typo}: the password is not shown: {e}");
+        }
         assert!(StoreUrl::parse("sqlite://").is_err());
         assert!(StoreUrl::parse(" ").is_err());
     }

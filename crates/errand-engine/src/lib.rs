@@ -24,5 +24,5 @@ pub use maintenance::{Maintenance, MaintenanceConfig, QueueRetention, TickReport
 pub use runtime::Errand;
 pub use scheduler::{FiredTick, Scheduler, SchedulerConfig, SchedulerReport};
 pub use worker::{
-    QueueConfig, RunningWorker, ShutdownReport, Worker, WorkerBuilder, WorkerConfig, WorkerStats,
+    QueueConfig, Readiness, RunningWorker, ShutdownReport, Worker, WorkerBuilder, WorkerConfig, WorkerStats,
 };

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use errand_core::lifecycle::{self, Attempt};
 use errand_core::store::{ClaimRequest, CompletionResult};
 use errand_core::validate::{self, ValidationError};
-use errand_core::{Completion, Finish, Job, JobId, Outcome, RetryPolicies, RetryPolicy};
+use errand_core::{Completion, Finish, Job, JobId, Outcome, RetryPolicies, RetryPolicy, Timestamp};
 
 use crate::executor::context::ContextParts;
 use crate::executor::{Executor, Handler, JobArgs, JobContext, Typed};
@@ -325,12 +325,69 @@ struct Shared {
     counters: Counters,
     /// Fired when the grace period is over: running jobs are handed back.
     hard_stop: CancellationToken,
+    /// Set while store calls fail; read on every call, so the hot path
+    /// takes no lock while the store is reachable.
+    not_ready: AtomicBool,
+    readiness: Mutex<Readiness>,
 }
 
 impl Shared {
     fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Inflight>> {
         self.inflight.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn readiness(&self) -> std::sync::MutexGuard<'_, Readiness> {
+        self.readiness.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A store call succeeded: ready again if it was not.
+    fn store_ok(&self) {
+        if !self.not_ready.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut r = self.readiness();
+        if let Readiness::NotReady { since, .. } = &*r {
+            let down = self.rt.clock.now().duration_since(*since);
+            let down = Duration::try_from(down).unwrap_or_default();
+            tracing::info!(worker = %self.id, down_for = %lifecycle::fmt_duration(down),
+                "the store answers again: ready");
+            *r = Readiness::Ready;
+        }
+        self.not_ready.store(false, Ordering::Relaxed);
+    }
+
+    /// A store call failed: not ready until one succeeds.
+    fn store_failed(&self, error: &errand_core::StoreError) {
+        let mut r = self.readiness();
+        match &mut *r {
+            Readiness::Ready => {
+                tracing::warn!(worker = %self.id, error = %error,
+                    "the store does not answer: not ready; running jobs go on, store calls are retried with backoff");
+                *r = Readiness::NotReady {
+                    since: self.rt.clock.now(),
+                    error: error.to_string(),
+                };
+            }
+            Readiness::NotReady { error: last, .. } => *last = error.to_string(),
+        }
+        self.not_ready.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether a worker can reach its store, as its latest store call found.
+/// While it cannot, running jobs go on; claims, completions and heartbeats
+/// are retried with backoff, and finished jobs wait to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// The latest store call succeeded.
+    Ready,
+    /// Store calls have failed since `since`.
+    NotReady {
+        /// When the first of the current run of failures happened.
+        since: Timestamp,
+        /// The latest failure.
+        error: String,
+    },
 }
 
 /// A running worker. Call [`RunningWorker::shutdown`] to stop it gracefully.
@@ -403,6 +460,8 @@ impl Worker {
             done_tx,
             counters: Counters::default(),
             hard_stop: CancellationToken::new(),
+            not_ready: AtomicBool::new(false),
+            readiness: Mutex::new(Readiness::Ready),
         });
         let fetch_stop = CancellationToken::new();
         let background_stop = CancellationToken::new();
@@ -456,6 +515,12 @@ pub struct ShutdownReport {
 }
 
 impl RunningWorker {
+    /// Whether this worker can reach its store (see [`Readiness`]): what a
+    /// readiness probe should report.
+    pub fn readiness(&self) -> Readiness {
+        self.shared.readiness().clone()
+    }
+
     /// This worker's id.
     pub fn id(&self) -> &str {
         &self.shared.id
@@ -536,10 +601,12 @@ async fn fetch_loop(
         };
         let jobs = match shared.rt.store.claim_available(req).await {
             Ok(jobs) => {
+                shared.store_ok();
                 backoff = Duration::from_millis(50);
                 jobs
             }
             Err(e) => {
+                shared.store_failed(&e);
                 tracing::warn!(worker = %shared.id, queue = %q.name, error = %e, "claim failed; retrying");
                 drop(permits);
                 tokio::select! {
@@ -768,8 +835,12 @@ async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool) {
             .complete_batch(items.clone(), shared.rt.clock.now())
             .await
         {
-            Ok(r) => break r,
+            Ok(r) => {
+                shared.store_ok();
+                break r;
+            }
             Err(e) => {
+                shared.store_failed(&e);
                 tries += 1;
                 if closing && tries >= 20 {
                     tracing::error!(worker = %shared.id, error = %e, jobs = items.len(),
@@ -800,18 +871,25 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(shared.config.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    // After a failed heartbeat, the next try comes sooner than the next
+    // tick (with backoff), so leases are extended as soon as the store is back.
+    let mut retry: Option<Duration> = None;
     loop {
         tokio::select! {
-            _ = tick.tick() => {},
+            _ = tick.tick(), if retry.is_none() => {},
+            _ = tokio::time::sleep(retry.unwrap_or_default()), if retry.is_some() => {},
             _ = stop.cancelled() => return,
         }
         let held: Vec<(JobId, i64)> = shared.inflight().iter().map(|(id, f)| (*id, f.token)).collect();
         if held.is_empty() {
+            retry = None;
             continue;
         }
         let until = errand_core::clock::add(shared.rt.clock.now(), shared.config.lease);
         match shared.rt.store.extend_leases(&shared.id, &held, until).await {
             Ok(report) => {
+                shared.store_ok();
+                retry = None;
                 let inflight = shared.inflight();
                 for (ids, why) in [
                     (&report.lost, STOP_LEASE_LOST),
@@ -830,7 +908,12 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                     }
                 }
             }
-            Err(e) => tracing::warn!(worker = %shared.id, error = %e, "heartbeat failed; retrying"),
+            Err(e) => {
+                shared.store_failed(&e);
+                tracing::warn!(worker = %shared.id, error = %e, "heartbeat failed; retrying");
+                let next = retry.map_or(Duration::from_millis(200), |d| d * 2);
+                retry = Some(next.min(shared.config.heartbeat));
+            }
         }
     }
 }

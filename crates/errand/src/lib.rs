@@ -39,7 +39,7 @@ pub use errand_core::{JobId, JobState, NewJob, RetryPolicies, RetryPolicy, Store
 pub use errand_engine::executor::command::CommandExecutor;
 pub use errand_engine::{
     Client, EnqueueError, Errand, Executor, Handler, JobArgs, JobContext, JobError, Maintenance,
-    MaintenanceConfig, QueueConfig, RunningWorker, Worker, WorkerConfig,
+    MaintenanceConfig, QueueConfig, Readiness, RunningWorker, Worker, WorkerConfig,
 };
 pub use errand_postgres::{PostgresConfig, PostgresStore};
 pub use errand_sqlite::{Durability, SqliteConfig, SqliteStore};

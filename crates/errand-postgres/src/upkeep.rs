@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 /// The shortest time between two vacuums started here.
 pub(crate) const MIN_GAP: Duration = Duration::from_secs(10);
@@ -81,16 +81,19 @@ async fn vacuum_if_needed(pool: &PgPool, schema: &str) -> Result<bool, sqlx::Err
 }
 
 /// `VACUUM (ANALYZE)` of `schema`.jobs. VACUUM cannot run in a transaction
-/// block, so each statement is sent alone, on one connection; it may
-/// outlast the pool's statement timeout.
+/// block, so each statement is sent alone, on a connection of its own that
+/// takes no slot from the pool. It may outlast the pool's statement
+/// timeout, and the driver's statement logging is off on it: a vacuum of a
+/// big table is slow by nature, and would be logged as a slow statement
+/// warning each time (the caller logs how long it took).
 pub(crate) async fn vacuum(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let conn: &mut sqlx::PgConnection = &mut conn;
+    let opts = (*pool.connect_options()).clone().disable_statement_logging();
+    let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
     sqlx::query("SET statement_timeout = 0")
-        .execute(&mut *conn)
+        .execute(&mut conn)
         .await?;
     let vacuum = format!("VACUUM (ANALYZE) \"{schema}\".jobs");
-    let done = sqlx::query(&vacuum).persistent(false).execute(&mut *conn).await;
-    sqlx::query("RESET statement_timeout").execute(&mut *conn).await?;
+    let done = sqlx::query(&vacuum).persistent(false).execute(&mut conn).await;
+    let _ = conn.close().await;
     done.map(drop)
 }

@@ -24,32 +24,48 @@
 pub mod scenarios;
 mod support;
 
+/// The teardown of [`store_conformance!`](crate::store_conformance) when
+/// none is given: the store is dropped and that is all.
+pub async fn no_teardown(_store: std::sync::Arc<dyn crate::Store>) {}
+
 #[cfg(test)]
 mod memory;
 
 /// Expands to one `#[tokio::test]` per conformance scenario, each given a
 /// fresh store by `$make` (an `async fn() -> Arc<dyn Store>`).
 ///
+/// With `teardown = $path` (an `async fn(Arc<dyn Store>)`), each scenario
+/// that passes hands its store to it afterwards, to remove what the store
+/// left behind (a database schema, a key prefix). A failed scenario leaves
+/// its data for inspection.
+///
 /// Scenarios that race tasks against each other run on a multi-threaded
 /// runtime with two workers; the rest on the default current-thread one.
 #[macro_export]
 macro_rules! store_conformance {
-    (@tests $make:path; single: [$($s:ident),* $(,)?]; multi: [$($m:ident),* $(,)?]) => {
+    (@tests $make:path, $teardown:path; single: [$($s:ident),* $(,)?]; multi: [$($m:ident),* $(,)?]) => {
         $(
             #[tokio::test]
             async fn $s() {
-                $crate::testkit::scenarios::$s($make().await).await;
+                let store = $make().await;
+                $crate::testkit::scenarios::$s(store.clone()).await;
+                $teardown(store).await;
             }
         )*
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $m() {
-                $crate::testkit::scenarios::$m($make().await).await;
+                let store = $make().await;
+                $crate::testkit::scenarios::$m(store.clone()).await;
+                $teardown(store).await;
             }
         )*
     };
     ($make:path) => {
-        $crate::store_conformance! { @tests $make;
+        $crate::store_conformance! { $make, teardown = $crate::testkit::no_teardown }
+    };
+    ($make:path, teardown = $teardown:path) => {
+        $crate::store_conformance! { @tests $make, $teardown;
             single: [
                 // insert_jobs
                 bulk_insert_returns_ids_in_input_order,

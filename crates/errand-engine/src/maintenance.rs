@@ -33,7 +33,9 @@ pub struct MaintenanceConfig {
     pub id: Option<String>,
     /// The longest pause between passes (shorter when a scheduled job is due sooner).
     pub interval: Duration,
-    /// How long leadership lasts without renewal.
+    /// How long leadership lasts without renewal. A leader that dies is
+    /// replaced once this has passed since its last pass (plus up to one
+    /// `interval`, how often the others ask).
     pub leader_ttl: Duration,
     /// The most rows one step touches per store call.
     pub batch: usize,
@@ -87,6 +89,8 @@ pub struct Maintenance {
     config: MaintenanceConfig,
     id: String,
     last_prune: Option<Timestamp>,
+    /// Whether the last election made this process the leader.
+    leading: bool,
 }
 
 impl std::fmt::Debug for Maintenance {
@@ -108,6 +112,7 @@ impl Maintenance {
             config,
             id,
             last_prune: None,
+            leading: false,
         }
     }
 
@@ -127,6 +132,14 @@ impl Maintenance {
                 .await?,
             ..Default::default()
         };
+        if report.leader != self.leading {
+            self.leading = report.leader;
+            if report.leader {
+                tracing::info!(candidate = %self.id, "this process is now the maintenance leader");
+            } else {
+                tracing::info!(candidate = %self.id, "this process is no longer the maintenance leader");
+            }
+        }
         if !report.leader {
             return Ok(report);
         }
@@ -216,7 +229,9 @@ impl Maintenance {
         loop {
             let pause = match self.tick().await {
                 Ok(r) if r.leader => self.pause_until_next_due().await,
-                Ok(_) => self.config.leader_ttl / 3,
+                // A follower asks again every interval, so a leader that
+                // died is replaced about one interval after its lease runs out.
+                Ok(_) => self.config.interval.min(self.config.leader_ttl / 3),
                 Err(e) => {
                     tracing::warn!(error = %e, "maintenance pass failed; retrying");
                     self.config.interval
@@ -227,8 +242,12 @@ impl Maintenance {
                 _ = stop.cancelled() => break,
             }
         }
-        if let Err(e) = self.rt.store.resign_leader(ROLE, &self.id).await {
-            tracing::warn!(error = %e, "cannot resign maintenance leadership");
+        match self.rt.store.resign_leader(ROLE, &self.id).await {
+            Ok(()) if self.leading => {
+                tracing::info!(candidate = %self.id, "resigned the maintenance leadership");
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot resign maintenance leadership"),
         }
     }
 

@@ -48,6 +48,7 @@ mod upkeep;
 
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use errand_core::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
@@ -103,15 +104,18 @@ impl Drop for Inner {
 }
 
 /// Parses the URL and applies the configuration's connection settings.
-fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, StoreError> {
+/// Returns the options and how long connecting may take: libpq's
+/// `connect_timeout` in the URL's query, else [`PostgresConfig::connect_timeout`].
+fn connect_options(config: &PostgresConfig) -> Result<(PgConnectOptions, Duration), StoreError> {
     let url = config.url.trim();
-    let lower = url.to_ascii_lowercase();
-    if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
+    if !is_postgres_url(url) {
         let scheme = url.split_once("://").map_or("(none)", |(s, _)| s);
         return Err(StoreError::InvalidConfig(format!(
             "invalid PostgreSQL URL: it must start with postgres:// or postgresql:// (the scheme is {scheme:?})"
         )));
     }
+    let (url, timeout) = config::take_connect_timeout(url)?;
+    let url = url.as_str();
     let opts = PgConnectOptions::from_str(url).map_err(|e| {
         let why = match &e {
             sqlx::Error::Configuration(inner) => inner.to_string(),
@@ -130,7 +134,14 @@ fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, StoreErr
     if let Some(t) = config.statement_timeout {
         opts = opts.options([("statement_timeout", format!("{}", t.as_millis().max(1)))]);
     }
-    Ok(opts)
+    Ok((opts, timeout.unwrap_or(config.connect_timeout)))
+}
+
+/// Whether `url` names a PostgreSQL server (`postgres://` or
+/// `postgresql://`, in any case).
+pub fn is_postgres_url(url: &str) -> bool {
+    let lower = url.trim_start().to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
 
 /// Whether to connect without TLS although the URL did not ask for that:
@@ -159,17 +170,17 @@ fn plain_on_loopback(url: &str, env_sslmode: bool, opts: &PgConnectOptions) -> b
 /// Connects once, directly, so that a failure names exactly what is wrong
 /// (a pool would only say that it timed out).
 async fn probe(
-    config: &PostgresConfig,
+    timeout: Duration,
     opts: &PgConnectOptions,
     target: &Target,
 ) -> Result<PgConnection, StoreError> {
-    match tokio::time::timeout(config.connect_timeout, PgConnection::connect_with(opts)).await {
+    match tokio::time::timeout(timeout, PgConnection::connect_with(opts)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(connect_error(target, &e)),
         Err(_) => Err(StoreError::Connect(format!(
             "{}: no answer within {} ms (is the host reachable?)",
             target.text,
-            config.connect_timeout.as_millis()
+            timeout.as_millis()
         ))),
     }
 }
@@ -183,16 +194,11 @@ impl PostgresStore {
     /// credentials, a missing database or an unreachable server fail with
     /// [`StoreError::Connect`]; each with one line saying which. A schema
     /// written by a newer errand fails with [`StoreError::SchemaTooNew`].
-    pub async fn open(mut config: PostgresConfig) -> Result<Self, StoreError> {
+    pub async fn open(config: PostgresConfig) -> Result<Self, StoreError> {
         config.check_schema()?;
-        let (url, timeout) = config::take_connect_timeout(&config.url)?;
-        config.url = url;
-        if let Some(t) = timeout {
-            config.connect_timeout = t;
-        }
-        let opts = connect_options(&config)?;
+        let (opts, connect_timeout) = connect_options(&config)?;
         let target = Target::of(&opts);
-        let mut conn = probe(&config, &opts, &target).await?;
+        let mut conn = probe(connect_timeout, &opts, &target).await?;
         let checked = if config.migrate_on_open {
             migrate::migrate(&mut conn, &config.schema, SCHEMA_VERSION)
                 .await
@@ -235,7 +241,7 @@ impl PostgresStore {
         let listener_pool = PgPoolOptions::new()
             .max_connections(1)
             .min_connections(0)
-            .acquire_timeout(config.connect_timeout)
+            .acquire_timeout(connect_timeout)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_lazy_with(
@@ -272,9 +278,9 @@ impl PostgresStore {
     /// older schema. Returns the schema version afterwards.
     pub async fn migrate_to(config: &PostgresConfig, version: i64) -> Result<i64, StoreError> {
         config.check_schema()?;
-        let opts = connect_options(config)?;
+        let (opts, connect_timeout) = connect_options(config)?;
         let target = Target::of(&opts);
-        let mut conn = probe(config, &opts, &target).await?;
+        let mut conn = probe(connect_timeout, &opts, &target).await?;
         let out = migrate::migrate(&mut conn, &config.schema, version).await;
         let _ = conn.close().await;
         out

@@ -330,7 +330,8 @@ fn complete(
             Finish::Retry { at, error } => (to_micros(*at), Some(json(error)?)),
             Finish::Discard { error } | Finish::Cancel { error } => (now_us, Some(json(error)?)),
             Finish::Snooze { at } => (to_micros(*at), None),
-            Finish::Expire | Finish::HandBack | Finish::CompleteAndDelete => (now_us, None),
+            Finish::Expire | Finish::HandBack => (now_us, None),
+            Finish::CompleteAndDelete => unreachable!("deleted above"),
         };
         let changed = match &c.finish {
             Finish::HandBack => st.execute(params![c.id.0, c.lease_token]),

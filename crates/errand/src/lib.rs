@@ -71,12 +71,12 @@ impl StoreUrl {
             }
             return Ok(StoreUrl::Sqlite(rest.into()));
         }
-        let lower = url.to_ascii_lowercase();
-        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        if errand_postgres::is_postgres_url(url) {
             return Ok(StoreUrl::Postgres(url.to_owned()));
         }
         // "postgres:/db", "postgresql:db": a PostgreSQL URL with a slash
         // missing, not a file to create.
+        let lower = url.to_ascii_lowercase();
         if ["postgres:", "postgresql:"].iter().any(|p| lower.starts_with(p)) {
             return Err(StoreError::InvalidConfig(format!(
                 "malformed PostgreSQL URL {:?}: it must start with postgres:// (postgres://USER@HOST/DB)",

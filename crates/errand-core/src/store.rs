@@ -181,6 +181,12 @@ pub trait Store: Send + Sync + 'static {
         until: Timestamp,
     ) -> Result<LeaseReport, StoreError>;
 
+    /// Of the running jobs `ids`, those an operator asked to cancel. A
+    /// read: workers ask it whenever the store may have changed
+    /// ([`Store::wait_for_change`]), so a cancel reaches a running job
+    /// promptly instead of at its next heartbeat.
+    async fn cancel_requests(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError>;
+
     /// Stores a running job's progress, if the lease still holds.
     async fn report_progress(
         &self,
@@ -220,8 +226,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage, StoreError>;
 
     /// Cancels a job: an unstarted one becomes cancelled at once; a running
-    /// one is flagged (`cancel_requested`) and its worker stops it at its
-    /// next heartbeat. A finished one is [`StoreError::InvalidState`].
+    /// one is flagged (`cancel_requested`), waiters of
+    /// [`Store::wait_for_change`] are woken, and its worker stops it as
+    /// soon as [`Store::cancel_requests`] tells it. A finished one is [`StoreError::InvalidState`].
     async fn cancel_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError>;
 
     /// An operator's retry: a discarded, cancelled, expired, retryable or

@@ -38,6 +38,7 @@ statements!(
     claim_available,
     complete_batch,
     extend_leases,
+    cancel_requests,
     report_progress,
     rescue_expired_leases,
     promote_due,

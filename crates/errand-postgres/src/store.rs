@@ -158,6 +158,19 @@ impl Store for PostgresStore {
         Ok(report)
     }
 
+    async fn cancel_requests(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        let rows: Vec<i64> = sqlx::query_scalar(&self.inner.sql.cancel_requests)
+            .bind(&ids)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().map(JobId).collect())
+    }
+
     async fn report_progress(
         &self,
         id: JobId,
@@ -328,7 +341,14 @@ impl Store for PostgresStore {
             .await
             .map_err(db)?;
         match r {
-            Some(r) => row::job(&r),
+            Some(r) => {
+                let job = row::job(&r)?;
+                if job.state == JobState::Running {
+                    // Its worker waits on the channel: tell it now.
+                    self.inner.notifier.notify(&job.queue);
+                }
+                Ok(job)
+            }
             None => Err(self.refusal(id, scope, "cancel").await),
         }
     }

@@ -882,6 +882,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn cancel_requests(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = json(&ids.iter().map(|id| id.0).collect::<Vec<_>>())?;
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?1)) \
+                     AND state = 'running' AND cancel_requested = 1",
+                )
+                .map_err(err)?;
+            let rows = stmt.query_map([&ids], |r| r.get::<_, i64>(0)).map_err(err)?;
+            let ids: Vec<i64> = rows.collect::<Result<_, _>>().map_err(err)?;
+            Ok(ids.into_iter().map(JobId).collect())
+        })
+        .await
+    }
+
     async fn get_job(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
         let scope = scope.clone();
         self.read(move |conn| load_scoped(conn, id, &scope)).await

@@ -362,6 +362,19 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
+    async fn cancel_requests(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        let st = self.lock();
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                st.jobs
+                    .get(id)
+                    .is_some_and(|j| j.state == JobState::Running && j.cancel_requested)
+            })
+            .collect())
+    }
+
     async fn extend_leases(
         &self,
         owner: &str,

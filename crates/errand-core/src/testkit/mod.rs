@@ -122,6 +122,7 @@ macro_rules! store_conformance {
                 // cancel_job, retry_job
                 cancel_job_cancels_unstarted_jobs_at_once,
                 cancel_job_flags_a_running_job,
+                cancel_requests_names_the_flagged_running_jobs,
                 cancel_job_refuses_finished_jobs,
                 operators_cannot_touch_other_tenants_jobs,
                 retry_job_revives_an_exhausted_job_with_one_more_attempt,

@@ -45,6 +45,27 @@ pub async fn cancel_job_cancels_unstarted_jobs_at_once(store: Arc<dyn Store>) {
     assert!(got.is_empty(), "cancelled jobs must never be claimed: {got:?}");
 }
 
+/// `cancel_requests` names, of the jobs asked about, the running ones an
+/// operator asked to cancel, and nothing else: not an unflagged running
+/// job, not a job cancelled before it started, not an unknown id.
+pub async fn cancel_requests_names_the_flagged_running_jobs(store: Arc<dyn Store>) {
+    let s = &*store;
+    let flagged = add(s, NewJob::new("k", "{}"), at(0)).await;
+    let running = add(s, NewJob::new("k", "{}"), at(0)).await;
+    let waiting = add(s, NewJob::new("k", "{}").run_at(at(100)), at(0)).await;
+    claim_id(s, "default", flagged, at(1)).await;
+    claim_id(s, "default", running, at(1)).await;
+    let none = ok("cancel_requests", s.cancel_requests(&[flagged, running]).await);
+    assert!(none.is_empty(), "nothing was cancelled yet: {none:?}");
+    ok("cancel_job", s.cancel_job(flagged, &Scope::All, at(2)).await);
+    ok("cancel_job", s.cancel_job(waiting, &Scope::All, at(2)).await);
+    let asked = [flagged, running, waiting, crate::job::JobId(999_999)];
+    let got = ok("cancel_requests", s.cancel_requests(&asked).await);
+    assert_eq!(got, vec![flagged], "only the flagged running job");
+    let empty = ok("cancel_requests", s.cancel_requests(&[]).await);
+    assert!(empty.is_empty());
+}
+
 /// Cancelling a running job only flags it: it stays running under its
 /// lease with `cancel_requested`, and its worker can still finish it.
 pub async fn cancel_job_flags_a_running_job(store: Arc<dyn Store>) {

@@ -50,6 +50,9 @@ impl Client {
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Inserted>, EnqueueError> {
         let now = self.rt.clock.now();
         let valid = validate::validate_batch(jobs, &self.rt.limits, now)?;
+        for (i, j) in valid.iter().enumerate() {
+            self.rt.check_args(&j.kind, &j.args).map_err(|e| e.at(i))?;
+        }
         let mut queues: Vec<String> = Vec::new();
         for j in &valid {
             if j.run_at <= now && !queues.contains(&j.queue) {
@@ -73,9 +76,15 @@ impl Client {
         self.rt.store.list_jobs(filter).await
     }
 
-    /// Cancels a job (a running one is stopped at its worker's next heartbeat).
+    /// Cancels a job. A running one is stopped by its worker as soon as the
+    /// worker hears of it: at once in this process, within moments in
+    /// another (see [`Store::cancel_requests`](errand_core::Store::cancel_requests)).
     pub async fn cancel(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
-        self.rt.store.cancel_job(id, scope, self.rt.clock.now()).await
+        let job = self.rt.store.cancel_job(id, scope, self.rt.clock.now()).await?;
+        if job.state == JobState::Running {
+            self.rt.hub.cancel_requested();
+        }
+        Ok(job)
     }
 
     /// Retries a discarded, cancelled, expired or waiting job now.

@@ -20,9 +20,10 @@ mod worker;
 
 pub use client::{Client, EnqueueError};
 pub use executor::{Executor, Handler, JobArgs, JobContext, JobError};
-pub use maintenance::{Maintenance, MaintenanceConfig, QueueRetention, TickReport};
+pub use maintenance::{MIN_MAINTENANCE_INTERVAL, Maintenance, MaintenanceConfig, QueueRetention, TickReport};
 pub use runtime::Errand;
 pub use scheduler::{FiredTick, Scheduler, SchedulerConfig, SchedulerReport};
 pub use worker::{
-    QueueConfig, Readiness, RunningWorker, ShutdownReport, Worker, WorkerBuilder, WorkerConfig, WorkerStats,
+    MAX_CONCURRENCY, MAX_FETCH_BATCH, MAX_FETCHERS, MIN_HEARTBEAT, MIN_LEASE, MIN_POLL_INTERVAL, QueueConfig,
+    Readiness, RunningWorker, ShutdownReport, Worker, WorkerBuilder, WorkerConfig, WorkerStats,
 };

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use errand_core::clock::{add, sub};
 use errand_core::store::PruneRequest;
+use errand_core::validate::{self, ValidationError};
 use errand_core::{RetryPolicies, StoreError};
 
 use crate::runtime::Errand;
@@ -65,6 +66,62 @@ impl Default for MaintenanceConfig {
             prune_interval: Duration::from_secs(60),
             rescue_policies: RetryPolicies::default(),
         }
+    }
+}
+
+/// The shortest pause between maintenance passes.
+pub const MIN_MAINTENANCE_INTERVAL: Duration = Duration::from_millis(10);
+
+impl MaintenanceConfig {
+    /// Checks the settings and how they relate; the error names the field
+    /// (`interval`, `leader_ttl`, `prune_interval`, `batch`) and the rule.
+    pub fn check(&self) -> Result<(), ValidationError> {
+        let fmt = errand_core::lifecycle::fmt_duration;
+        let err = |field: &'static str, message: String| ValidationError {
+            field,
+            code: "setting_out_of_range",
+            message,
+            index: None,
+        };
+        if self.interval < MIN_MAINTENANCE_INTERVAL {
+            return Err(err(
+                "interval",
+                format!(
+                    "must be at least {} (got {})",
+                    fmt(MIN_MAINTENANCE_INTERVAL),
+                    fmt(self.interval)
+                ),
+            ));
+        }
+        // The leader renews every interval; two renewals must fit in its
+        // lease, or a live leader loses the role between passes.
+        if self.leader_ttl < self.interval * 2 || self.leader_ttl < Duration::from_secs(1) {
+            return Err(err(
+                "leader_ttl",
+                format!(
+                    "must be at least 1s and at least twice the interval ({}) (got {})",
+                    fmt(self.interval * 2),
+                    fmt(self.leader_ttl)
+                ),
+            ));
+        }
+        if self.prune_interval < self.interval {
+            return Err(err(
+                "prune_interval",
+                format!(
+                    "must be at least the interval ({}) (got {})",
+                    fmt(self.interval),
+                    fmt(self.prune_interval)
+                ),
+            ));
+        }
+        if self.batch == 0 {
+            return Err(err("batch", "must be at least 1".into()));
+        }
+        for r in &self.queue_retention {
+            validate::queue_name("queue_retention", &r.queue)?;
+        }
+        Ok(())
     }
 }
 
@@ -225,7 +282,13 @@ impl Maintenance {
     }
 
     /// Runs passes until `stop` fires, then gives up leadership.
+    /// Settings that [`MaintenanceConfig::check`] refuses stop it at once
+    /// with an error logged.
     pub async fn run(mut self, stop: CancellationToken) {
+        if let Err(e) = self.config.check() {
+            tracing::error!(error = %e, "maintenance not started: invalid settings");
+            return;
+        }
         loop {
             let pause = match self.tick().await {
                 Ok(r) if r.leader => self.pause_until_next_due().await,

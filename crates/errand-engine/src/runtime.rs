@@ -1,11 +1,13 @@
 //! The shared runtime of one process.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
-use errand_core::validate::Limits;
+use errand_core::validate::{Limits, ValidationError};
 use errand_core::{Clock, Store, SystemClock};
 
 use crate::Client;
+use crate::executor::{self, Executor};
 use crate::hub::Hub;
 use crate::maintenance::{Maintenance, MaintenanceConfig};
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -19,6 +21,8 @@ pub struct Errand {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
     pub(crate) hub: Arc<Hub>,
+    /// Executors whose [`Executor::check_args`] enqueues run, by kind.
+    pub(crate) args_checks: Arc<RwLock<HashMap<String, Arc<dyn Executor>>>>,
 }
 
 impl std::fmt::Debug for Errand {
@@ -37,6 +41,36 @@ impl Errand {
             clock: Arc::new(SystemClock),
             limits: Limits::default(),
             hub: Arc::new(Hub::default()),
+            args_checks: Arc::new(RwLock::new(
+                executor::builtin()
+                    .into_iter()
+                    .map(|(kind, e)| (kind.to_owned(), e))
+                    .collect(),
+            )),
+        }
+    }
+
+    /// Makes enqueues of `kind` run `executor`'s [`Executor::check_args`],
+    /// in this runtime and its clones. A worker does this for every
+    /// executor it registers; the `command` kind's check is built in.
+    pub fn check_args_with(&self, kind: impl Into<String>, executor: Arc<dyn Executor>) {
+        self.args_checks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kind.into(), executor);
+    }
+
+    /// Runs the args check registered for `kind`, if any.
+    pub fn check_args(&self, kind: &str, args: &str) -> Result<(), ValidationError> {
+        let check = self
+            .args_checks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(kind)
+            .cloned();
+        match check {
+            Some(executor) => executor.check_args(args),
+            None => Ok(()),
         }
     }
 

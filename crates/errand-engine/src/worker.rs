@@ -55,7 +55,57 @@ pub struct QueueConfig {
     pub keep_completed: bool,
 }
 
+/// The most slots one queue may have in one worker.
+pub const MAX_CONCURRENCY: usize = 100_000;
+/// The most jobs one claim may take.
+pub const MAX_FETCH_BATCH: usize = 10_000;
+/// The most claims a queue may keep under way at once.
+pub const MAX_FETCHERS: usize = 64;
+/// The shortest lease a worker may take.
+pub const MIN_LEASE: Duration = Duration::from_secs(1);
+/// The shortest heartbeat interval.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// The shortest idle poll interval.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+fn setting(field: &'static str, code: &'static str, message: String) -> ValidationError {
+    ValidationError {
+        field,
+        code,
+        message,
+        index: None,
+    }
+}
+
+/// Checks that `v` lies in `min..=max`, naming `field`.
+fn in_range(field: &'static str, v: usize, min: usize, max: usize) -> Result<(), ValidationError> {
+    if (min..=max).contains(&v) {
+        Ok(())
+    } else {
+        Err(setting(
+            field,
+            "setting_out_of_range",
+            format!("must be between {min} and {max} (got {v})"),
+        ))
+    }
+}
+
 impl QueueConfig {
+    /// Checks the queue's settings; the error names the field (`queue`,
+    /// `concurrency`, `fetch_batch`, `fetchers`) and the rule.
+    pub fn check(&self) -> Result<(), ValidationError> {
+        validate::queue_name("queue", &self.name)?;
+        in_range("concurrency", self.concurrency, 1, MAX_CONCURRENCY)?;
+        in_range("fetch_batch", self.fetch_batch, 1, MAX_FETCH_BATCH)?;
+        if let Some(f) = self.fetchers {
+            in_range("fetchers", f, 1, MAX_FETCHERS)?;
+        }
+        if let Some(r) = &self.retry {
+            validate::retry_policy(r)?;
+        }
+        Ok(())
+    }
+
     /// A queue with `concurrency` slots, claiming up to 500 at a time.
     pub fn new(name: impl Into<String>, concurrency: usize) -> Self {
         QueueConfig {
@@ -86,6 +136,58 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// The retry policy when neither job, kind nor queue sets one.
     pub default_retry: RetryPolicy,
+}
+
+impl WorkerConfig {
+    /// Checks the settings and how they relate; the error names the field
+    /// (`lease`, `heartbeat`, `poll_interval`, `completion_batch`) and the rule.
+    pub fn check(&self) -> Result<(), ValidationError> {
+        let fmt = errand_core::lifecycle::fmt_duration;
+        if self.lease < MIN_LEASE {
+            return Err(setting(
+                "lease",
+                "setting_out_of_range",
+                format!("must be at least {} (got {})", fmt(MIN_LEASE), fmt(self.lease)),
+            ));
+        }
+        if self.heartbeat < MIN_HEARTBEAT {
+            return Err(setting(
+                "heartbeat",
+                "setting_out_of_range",
+                format!(
+                    "must be at least {} (got {})",
+                    fmt(MIN_HEARTBEAT),
+                    fmt(self.heartbeat)
+                ),
+            ));
+        }
+        // Two heartbeats must fit in a lease, so that one lost or late
+        // heartbeat does not cost a live worker its jobs.
+        if self.heartbeat > self.lease / 2 {
+            return Err(setting(
+                "heartbeat",
+                "heartbeat_too_slow",
+                format!(
+                    "must be at most half the lease ({}), so one late heartbeat does not lose the jobs (got {})",
+                    fmt(self.lease / 2),
+                    fmt(self.heartbeat)
+                ),
+            ));
+        }
+        if self.poll_interval < MIN_POLL_INTERVAL {
+            return Err(setting(
+                "poll_interval",
+                "setting_out_of_range",
+                format!(
+                    "must be at least {} (got {})",
+                    fmt(MIN_POLL_INTERVAL),
+                    fmt(self.poll_interval)
+                ),
+            ));
+        }
+        in_range("completion_batch", self.completion_batch, 1, MAX_FETCH_BATCH)?;
+        validate::retry_policy(&self.default_retry)
+    }
 }
 
 impl Default for WorkerConfig {
@@ -139,7 +241,10 @@ impl WorkerBuilder {
 
     /// Registers an executor for `kind`.
     pub fn executor(mut self, kind: impl Into<String>, executor: impl Executor) -> Self {
-        self.executors.insert(kind.into(), Arc::new(executor));
+        let kind = kind.into();
+        let executor: Arc<dyn Executor> = Arc::new(executor);
+        self.rt.check_args_with(kind.clone(), executor.clone());
+        self.executors.insert(kind, executor);
         self
     }
 
@@ -149,7 +254,7 @@ impl WorkerBuilder {
         self
     }
 
-    /// Checks the configuration.
+    /// Checks the configuration ([`WorkerConfig::check`], [`QueueConfig::check`]).
     pub fn build(self) -> Result<Worker, ValidationError> {
         if self.queues.is_empty() {
             return Err(ValidationError {
@@ -160,35 +265,9 @@ impl WorkerBuilder {
             });
         }
         for (i, q) in self.queues.iter().enumerate() {
-            validate::queue_name("queue", &q.name).map_err(|e| e.at(i))?;
-            if q.concurrency == 0 || q.fetch_batch == 0 {
-                return Err(ValidationError {
-                    field: "concurrency",
-                    code: "concurrency_invalid",
-                    message: format!(
-                        "queue {:?}: concurrency and fetch batch must be at least 1",
-                        q.name
-                    ),
-                    index: Some(i),
-                });
-            }
-            if q.fetchers == Some(0) {
-                return Err(ValidationError {
-                    field: "fetchers",
-                    code: "fetchers_invalid",
-                    message: format!("queue {:?}: fetchers must be at least 1", q.name),
-                    index: Some(i),
-                });
-            }
+            q.check().map_err(|e| e.at(i))?;
         }
-        if self.config.heartbeat >= self.config.lease {
-            return Err(ValidationError {
-                field: "heartbeat",
-                code: "heartbeat_too_slow",
-                message: "the heartbeat interval must be shorter than the lease".into(),
-                index: None,
-            });
-        }
+        self.config.check()?;
         let id = self.config.id.clone().unwrap_or_else(default_worker_id);
         Ok(Worker {
             rt: self.rt,
@@ -329,11 +408,27 @@ struct Shared {
     /// takes no lock while the store is reachable.
     not_ready: AtomicBool,
     readiness: Mutex<Readiness>,
+    /// (kind, queue) pairs without an executor here, warned about once.
+    unknown_kinds: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Shared {
     fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Inflight>> {
         self.inflight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the running jobs `ids` to stop, for `why` (unless they were
+    /// already asked for another reason).
+    fn ask_to_stop(&self, ids: &[JobId], why: u8) {
+        let inflight = self.inflight();
+        for id in ids {
+            if let Some(f) = inflight.get(id) {
+                let _ = f
+                    .reason
+                    .compare_exchange(STOP_NONE, why, Ordering::Relaxed, Ordering::Relaxed);
+                f.cancel.cancel();
+            }
+        }
     }
 
     fn readiness(&self) -> std::sync::MutexGuard<'_, Readiness> {
@@ -399,6 +494,7 @@ pub struct RunningWorker {
     fetchers: Vec<JoinHandle<()>>,
     completer: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
+    cancels: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for RunningWorker {
@@ -462,6 +558,7 @@ impl Worker {
             hard_stop: CancellationToken::new(),
             not_ready: AtomicBool::new(false),
             readiness: Mutex::new(Readiness::Ready),
+            unknown_kinds: Mutex::default(),
         });
         let fetch_stop = CancellationToken::new();
         let background_stop = CancellationToken::new();
@@ -492,6 +589,7 @@ impl Worker {
             .collect();
         let completer = tokio::spawn(completer(shared.clone(), done_rx, background_stop.clone()));
         let heartbeat = tokio::spawn(heartbeat(shared.clone(), background_stop.clone()));
+        let cancels = tokio::spawn(watch_cancels(shared.clone(), background_stop.clone()));
         tracing::info!(worker = %shared.id, "worker started");
         RunningWorker {
             shared,
@@ -501,6 +599,7 @@ impl Worker {
             fetchers,
             completer,
             heartbeat,
+            cancels,
         }
     }
 }
@@ -539,15 +638,27 @@ impl RunningWorker {
     /// Stops fetching, waits up to the grace period for running jobs, hands
     /// the rest back (their attempt is not spent), writes every completion.
     pub async fn shutdown(self) -> ShutdownReport {
+        self.shutdown_or(std::future::pending()).await
+    }
+
+    /// [`RunningWorker::shutdown`], but the grace period also ends when
+    /// `hurry` resolves (a second Ctrl-C): running jobs are then handed
+    /// back at once.
+    pub async fn shutdown_or(self, hurry: impl std::future::Future<Output = ()>) -> ShutdownReport {
         self.fetch_stop.cancel();
         for f in self.fetchers {
             let _ = f.await;
         }
         self.tracker.close();
         let before = self.shared.counters.snapshot().handed_back;
-        let graceful = tokio::time::timeout(self.shared.config.shutdown_grace, self.tracker.wait())
-            .await
-            .is_ok();
+        let graceful = tokio::select! {
+            r = tokio::time::timeout(self.shared.config.shutdown_grace, self.tracker.wait()) => r.is_ok(),
+            _ = hurry => {
+                tracing::info!(worker = %self.shared.id, running = self.shared.inflight().len(),
+                    "asked again to stop: handing running jobs back now");
+                false
+            }
+        };
         if !graceful {
             for f in self.shared.inflight().values() {
                 f.reason.store(STOP_SHUTDOWN, Ordering::Relaxed);
@@ -559,6 +670,7 @@ impl RunningWorker {
         self.background_stop.cancel();
         let _ = self.completer.await;
         let _ = self.heartbeat.await;
+        let _ = self.cancels.await;
         let handed_back = self.shared.counters.snapshot().handed_back - before;
         tracing::info!(worker = %self.shared.id, graceful, handed_back, "worker stopped");
         ShutdownReport {
@@ -677,13 +789,7 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
         Finish::Expire
     } else {
         let outcome = match executor {
-            None => Some(Outcome::Retryable {
-                error: format!(
-                    "no handler is registered for kind {:?} on worker {}",
-                    ctx.kind(),
-                    shared.id
-                ),
-            }),
+            None => Some(unknown_kind(shared, &ctx, now)),
             Some(executor) => execute(shared, &ctx, &job, executor.as_ref(), &reason).await,
         };
         match outcome {
@@ -735,6 +841,29 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
             finish,
         })
         .await;
+}
+
+/// The longest a job of a kind no executor here runs waits before a worker looks again.
+const UNKNOWN_KIND_MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// A job of a kind this worker has no executor for: it is put back to wait
+/// without spending an attempt (a newer worker, mid-deploy, may run it),
+/// longer the older it is (5 s up to 5 min), with one warning per kind and queue.
+fn unknown_kind(shared: &Shared, ctx: &JobContext, now: Timestamp) -> Outcome {
+    let key = (ctx.kind().to_owned(), ctx.queue().to_owned());
+    let first = shared
+        .unknown_kinds
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key);
+    if first {
+        tracing::warn!(worker = %shared.id, kind = %ctx.kind(), queue = %ctx.queue(), job_id = ctx.id().0,
+            "no executor for this kind here: its jobs wait (attempts not spent) until a worker that has one takes them");
+    }
+    let age = Duration::try_from(now.duration_since(ctx.created_at())).unwrap_or_default();
+    Outcome::Snooze {
+        delay: age.clamp(Duration::from_secs(5), UNKNOWN_KIND_MAX_WAIT),
+    }
 }
 
 /// Runs the attempt; `None` means it was cut off by shutdown and goes back.
@@ -890,23 +1019,8 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
             Ok(report) => {
                 shared.store_ok();
                 retry = None;
-                let inflight = shared.inflight();
-                for (ids, why) in [
-                    (&report.lost, STOP_LEASE_LOST),
-                    (&report.cancel_requested, STOP_OPERATOR),
-                ] {
-                    for id in ids {
-                        if let Some(f) = inflight.get(id) {
-                            let _ = f.reason.compare_exchange(
-                                STOP_NONE,
-                                why,
-                                Ordering::Relaxed,
-                                Ordering::Relaxed,
-                            );
-                            f.cancel.cancel();
-                        }
-                    }
-                }
+                shared.ask_to_stop(&report.lost, STOP_LEASE_LOST);
+                shared.ask_to_stop(&report.cancel_requested, STOP_OPERATOR);
             }
             Err(e) => {
                 shared.store_failed(&e);
@@ -914,6 +1028,42 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                 let next = retry.map_or(Duration::from_millis(200), |d| d * 2);
                 retry = Some(next.min(shared.config.heartbeat));
             }
+        }
+    }
+}
+
+/// The shortest pause between two looks for cancel requests.
+const CANCEL_LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// Stops running jobs an operator cancelled, promptly: it looks whenever
+/// this process cancels a running job or the store may have changed
+/// (another process's commit, a NOTIFY), at most every
+/// [`CANCEL_LOOK_EVERY`], and at least every heartbeat (which also reports
+/// cancel requests).
+async fn watch_cancels(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut local = shared.rt.hub.cancels();
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = local.changed() => {},
+            _ = shared.rt.store.wait_for_change(shared.config.heartbeat) => {},
+            _ = stop.cancelled() => return,
+        }
+        // Many changes in a row (a busy store) make one look.
+        let next = last + CANCEL_LOOK_EVERY;
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {},
+            _ = stop.cancelled() => return,
+        }
+        last = tokio::time::Instant::now();
+        let held: Vec<JobId> = shared.inflight().keys().copied().collect();
+        if held.is_empty() {
+            continue;
+        }
+        match shared.rt.store.cancel_requests(&held).await {
+            Ok(ids) => shared.ask_to_stop(&ids, STOP_OPERATOR),
+            // The heartbeat reports outages; it also brings cancel requests.
+            Err(e) => tracing::debug!(worker = %shared.id, error = %e, "cannot look for cancel requests"),
         }
     }
 }

@@ -785,10 +785,26 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
         case(
             &["enqueue", "k"],
             2,
-            &["worker.heartbeat", "shorter than worker.lease"],
+            &["worker.heartbeat", "at most half the lease"],
         )
         .file("errand.toml", "[worker]\nlease = \"1s\"\nheartbeat = \"2s\"\n"),
-        case(&["work"], 2, &["queues:", "at least 1"]).file("errand.toml", "[worker]\nqueues = { a = 0 }\n"),
+        case(&["work"], 2, &["queues:", "between 1 and"])
+            .file("errand.toml", "[worker]\nqueues = { a = 0 }\n"),
+        case(&["work"], 2, &["worker.heartbeat", "at least"])
+            .file("errand.toml", "[worker]\nheartbeat = \"0s\"\n"),
+        case(&["work"], 2, &["worker.lease", "at least 1s"])
+            .file("errand.toml", "[worker]\nlease = \"1ms\"\n"),
+        case(&["work"], 2, &["maintenance.interval", "at least"])
+            .file("errand.toml", "[maintenance]\ninterval = \"0s\"\n"),
+        case(
+            &["work", "--queues", "default=2305843009213693952"],
+            2,
+            &["queues:", "between 1 and"],
+        ),
+        case(&["work"], 2, &["queue.a.fetchers", "between 1 and"]).file(
+            "errand.toml",
+            "[queue.a]\nconcurrency = 2\nfetchers = 18446744073709551615\n",
+        ),
         case(&["work", "--queues", "a=x"], 2, &["queues:", "whole number"]),
         case(
             &["work", "--queues", "bad name=1"],

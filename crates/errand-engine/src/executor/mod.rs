@@ -8,10 +8,12 @@ pub mod command;
 pub(crate) mod context;
 mod handler;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use errand_core::validate::ValidationError;
 use errand_core::{Outcome, RetryPolicy};
 
 pub use context::JobContext;
@@ -32,6 +34,32 @@ pub trait Executor: Send + Sync + 'static {
     /// The retry policy for this kind when the job sets none.
     fn retry_policy(&self) -> Option<&RetryPolicy> {
         None
+    }
+
+    /// Checks a job's args (JSON text) before it is stored, so that bad
+    /// args are refused at enqueue (naming the field) instead of failing
+    /// when the job runs. Registered with the process's [`Errand`](crate::Errand)
+    /// when a worker registers the executor; [`Client`](crate::Client)
+    /// enqueues (and every face built on it) run it. Default: any args.
+    fn check_args(&self, args: &str) -> Result<(), ValidationError> {
+        let _ = args;
+        Ok(())
+    }
+}
+
+/// The executors of the kinds errand knows out of the box (`command`),
+/// whose args every enqueue checks.
+pub(crate) fn builtin() -> Vec<(&'static str, Arc<dyn Executor>)> {
+    vec![(command::KIND, Arc::new(command::CommandExecutor::default()))]
+}
+
+/// Checks `args` against the built-in kinds' rules (a `command` job's
+/// argv, env…), as every [`Client`](crate::Client) enqueue does; other
+/// kinds pass. For faces that check input before opening a store.
+pub fn check_builtin_args(kind: &str, args: &str) -> Result<(), ValidationError> {
+    match builtin().into_iter().find(|(k, _)| *k == kind) {
+        Some((_, executor)) => executor.check_args(args),
+        None => Ok(()),
     }
 }
 

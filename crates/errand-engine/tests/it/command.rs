@@ -71,14 +71,46 @@ async fn permanent_exit_codes_discard() {
     assert!(job.errors[0].message.contains("code 9"));
 }
 
+/// Bad args are refused at enqueue, naming the field; args that reach a
+/// worker anyway (written by an older producer) discard the job at once.
 #[tokio::test]
-async fn bad_args_are_a_permanent_error() {
-    let job = run(json!({"argv": []}), JobState::Discarded).await;
+async fn bad_args_are_refused_at_enqueue_and_discarded_if_stored() {
+    let env = env().await;
+    let err = env
+        .errand
+        .client()
+        .enqueue(NewJob::new(KIND, json!({"argv": []}).to_string()))
+        .await
+        .unwrap_err();
+    let errand_engine::EnqueueError::Invalid(v) = err else {
+        panic!("not a validation error: {err:?}");
+    };
+    assert_eq!((v.field, v.code), ("args.argv", "command_args_invalid"));
+
+    let running = env
+        .errand
+        .worker()
+        .queue("default", 2)
+        .executor(KIND, CommandExecutor::default())
+        .config(fast_config())
+        .build()
+        .unwrap()
+        .start();
+    let now = env.errand.clock().now();
+    let valid = errand_core::validate::validate(
+        NewJob::new(KIND, json!({"argv": []}).to_string()),
+        &errand_core::validate::Limits::default(),
+        now,
+    )
+    .unwrap();
+    let id = env.errand.store().insert_jobs(vec![valid], now).await.unwrap()[0].id;
+    let job = wait_for(&env, id, JobState::Discarded).await;
     assert!(
         job.errors[0].message.contains("argv"),
         "{}",
         job.errors[0].message
     );
+    running.shutdown().await;
 }
 
 #[tokio::test]

@@ -236,8 +236,47 @@ async fn shutdown_hands_back_unfinished_jobs_without_spending_an_attempt() {
     assert_eq!(job.attempt, 0);
 }
 
+/// A cancel from this process reaches the running job at once, long
+/// before the next heartbeat (10 s here).
 #[tokio::test]
-async fn unknown_kind_is_retried_not_lost() {
+async fn operator_cancel_does_not_wait_for_the_heartbeat() {
+    let env = env().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let config = errand_engine::WorkerConfig {
+        lease: Duration::from_secs(30),
+        heartbeat: Duration::from_secs(10),
+        ..fast_config()
+    };
+    let running = env
+        .errand
+        .worker()
+        .queue("default", 2)
+        .register(FailHandler(calls.clone()))
+        .config(config)
+        .build()
+        .unwrap()
+        .start();
+    let job = NewJob::from_args(
+        "fail",
+        &Fail {
+            how: "wait-cancel".into(),
+        },
+    )
+    .unwrap();
+    let id = env.errand.client().enqueue(job).await.unwrap().id;
+    wait_for(&env, id, JobState::Running).await;
+    env.errand.client().cancel(id, &Scope::All).await.unwrap();
+    let cancelled =
+        tokio::time::timeout(Duration::from_secs(3), wait_for(&env, id, JobState::Cancelled)).await;
+    assert!(cancelled.is_ok(), "the cancel waited for the heartbeat");
+    running.shutdown().await;
+}
+
+/// A job of a kind this worker has no executor for waits, its attempt not
+/// spent and no error recorded, so that a worker that has one (a newer
+/// deploy) runs it later.
+#[tokio::test]
+async fn unknown_kind_waits_without_spending_attempts() {
     let env = env().await;
     let running = env
         .errand
@@ -255,8 +294,14 @@ async fn unknown_kind_is_retried_not_lost() {
         .await
         .unwrap()
         .id;
-    let job = wait_for(&env, id, JobState::Retryable).await;
-    assert!(job.errors[0].message.contains("no handler is registered"));
+    let before = env.errand.clock().now();
+    let job = wait_for(&env, id, JobState::Scheduled).await;
+    assert_eq!(job.attempt, 0, "no attempt is spent");
+    assert!(job.errors.is_empty(), "{:?}", job.errors);
+    assert!(
+        job.run_at >= errand_core::clock::add(before, Duration::from_secs(4)),
+        "{job:?}"
+    );
     running.shutdown().await;
 }
 
@@ -390,7 +435,7 @@ async fn zero_fetchers_is_refused() {
     let Err(err) = built else {
         panic!("a queue with no fetchers was accepted");
     };
-    assert_eq!((err.field, err.code), ("fetchers", "fetchers_invalid"));
+    assert_eq!((err.field, err.code), ("fetchers", "setting_out_of_range"));
 }
 
 /// A queue with `keep_completed: false` deletes each job that succeeds and

@@ -32,6 +32,9 @@ pub(crate) struct RawFile {
     /// Per-queue settings: `[queue.NAME]`.
     #[serde(default)]
     queue: BTreeMap<String, RawQueue>,
+    /// How `command` jobs run.
+    #[serde(default)]
+    command: RawCommand,
     /// Schedules are read by the scheduler (`errand schedule check`).
     #[serde(default, rename = "schedule")]
     _schedule: Option<toml::Value>,
@@ -55,6 +58,15 @@ struct RawMaintenance {
     retention: Option<String>,
     prune_interval: Option<String>,
     leader_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommand {
+    /// More of the worker's environment variables passed to command jobs.
+    env_allow: Option<Vec<String>>,
+    /// SIGTERM to SIGKILL, when a command job is stopped.
+    kill_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +107,8 @@ pub(crate) struct Config {
     pub(crate) queues: Vec<QueueConfig>,
     pub(crate) worker: WorkerConfig,
     pub(crate) maintenance: MaintenanceConfig,
+    /// How `command` jobs run.
+    pub(crate) command: errand::CommandExecutor,
     /// The file it came from, if any.
     pub(crate) file: Option<PathBuf>,
 }
@@ -189,9 +203,7 @@ impl Config {
         if let Some(d) = duration("shutdown_grace", &grace)? {
             worker.shutdown_grace = d;
         }
-        if worker.heartbeat >= worker.lease {
-            bail!("worker.heartbeat: must be shorter than worker.lease");
-        }
+        worker.check().map_err(|e| setting("worker", e))?;
         let mut names: BTreeMap<String, usize> = match &o.queues {
             Some(list) => parse_queue_list(list, 10)?,
             None => raw
@@ -210,25 +222,29 @@ impl Config {
         let mut queues = Vec::new();
         for (name, concurrency) in names {
             errand_core::validate::queue_name("queues", &name).map_err(|e| anyhow::anyhow!("{e}"))?;
-            if concurrency == 0 {
-                bail!("queues: {name}: concurrency must be at least 1");
-            }
             let mut q = QueueConfig::new(name.clone(), concurrency);
             if let Some(b) = raw.queue.get(&name).and_then(|q| q.fetch_batch) {
-                if b == 0 {
-                    bail!("queue.{name}.fetch_batch: must be at least 1");
-                }
                 q.fetch_batch = b;
             }
             if let Some(f) = raw.queue.get(&name).and_then(|q| q.fetchers) {
-                if f == 0 {
-                    bail!("queue.{name}.fetchers: must be at least 1");
-                }
                 q.fetchers = Some(f);
             }
             if let Some(k) = raw.queue.get(&name).and_then(|q| q.keep_completed) {
                 q.keep_completed = k;
             }
+            // The engine's rules, named as the file names them: a queue's
+            // concurrency comes from `queues` unless its own section sets it.
+            q.check().map_err(|e| {
+                let from_section = raw.queue.get(&name).is_some_and(|r| match e.field {
+                    "concurrency" => r.concurrency.is_some() && o.queues.is_none(),
+                    _ => true,
+                });
+                if from_section {
+                    setting(&format!("queue.{name}"), e)
+                } else {
+                    anyhow::anyhow!("queues: {name}: {}", e.message)
+                }
+            })?;
             queues.push(q);
         }
         let mut maintenance = MaintenanceConfig::default();
@@ -242,11 +258,9 @@ impl Config {
             maintenance.prune_interval = d;
         }
         if let Some(d) = duration("maintenance.leader_ttl", &raw.maintenance.leader_ttl)? {
-            if d < Duration::from_secs(1) {
-                bail!("maintenance.leader_ttl: must be at least 1s");
-            }
             maintenance.leader_ttl = d;
         }
+        maintenance.check().map_err(|e| setting("maintenance", e))?;
         for (name, q) in &raw.queue {
             errand_core::validate::queue_name("queue", name).map_err(|e| anyhow::anyhow!("{e}"))?;
             if let Some(keep) = duration(&format!("queue.{name}.retention"), &q.retention)? {
@@ -256,7 +270,23 @@ impl Config {
                 });
             }
         }
+        let mut command = errand::CommandExecutor::default();
+        if let Some(allow) = raw.command.env_allow {
+            for name in &allow {
+                let bare = name.strip_suffix('*').unwrap_or(name);
+                if bare.is_empty() || !bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    bail!(
+                        "command.env_allow: {name:?} is not a variable name (letters, digits, _; a trailing * matches a prefix)"
+                    );
+                }
+            }
+            command.env_allow = allow;
+        }
+        if let Some(d) = duration("command.kill_grace", &raw.command.kill_grace)? {
+            command.kill_grace = d;
+        }
         Ok(Config {
+            command,
             database,
             store: errand::StoreOptions {
                 durability,
@@ -269,6 +299,11 @@ impl Config {
             file,
         })
     }
+}
+
+/// An engine setting's error, named by its key in the file (`worker.heartbeat`).
+fn setting(section: &str, e: errand_core::validate::ValidationError) -> anyhow::Error {
+    anyhow::anyhow!("{section}.{}: {}", e.field, e.message)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<RawFile> {
@@ -378,6 +413,54 @@ mod tests {
             toml::from_str::<RawFile>("typo = 1").is_err(),
             "unknown keys are refused"
         );
+    }
+
+    #[test]
+    fn settings_that_break_the_worker_are_refused_by_key() {
+        for (file, o, key) in [
+            ("[worker]\nheartbeat = \"0s\"", None, "worker.heartbeat"),
+            ("[worker]\nlease = \"1ms\"", None, "worker.lease"),
+            (
+                "[worker]\nlease = \"10s\"\nheartbeat = \"9s\"",
+                None,
+                "worker.heartbeat",
+            ),
+            ("[worker]\npoll_interval = \"0s\"", None, "worker.poll_interval"),
+            ("[maintenance]\ninterval = \"0s\"", None, "maintenance.interval"),
+            (
+                "[maintenance]\ninterval = \"10s\"\nleader_ttl = \"15s\"",
+                None,
+                "maintenance.leader_ttl",
+            ),
+            ("", Some("default=2305843009213693952"), "queues"),
+            (
+                "[queue.a]\nconcurrency = 2\nfetchers = 18446744073709551615",
+                None,
+                "queue.a.fetchers",
+            ),
+            ("[queue.a]\nconcurrency = 1000000", None, "queue.a.concurrency"),
+            (
+                "[queue.a]\nconcurrency = 2\nfetch_batch = 1000000",
+                None,
+                "queue.a.fetch_batch",
+            ),
+            ("[command]\nenv_allow = [\"A=B\"]", None, "command.env_allow"),
+            ("[command]\nkill_grace = \"soon\"", None, "command.kill_grace"),
+        ] {
+            let o = Overrides {
+                queues: o.map(str::to_owned),
+                ..Default::default()
+            };
+            let err = build(file, o).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{file}: {err}");
+        }
+        let c = build(
+            "[command]\nenv_allow = [\"AWS_*\", \"APP_TOKEN\"]\nkill_grace = \"2s\"",
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.command.env_allow, ["AWS_*", "APP_TOKEN"]);
+        assert_eq!(c.command.kill_grace, Duration::from_secs(2));
     }
 
     #[test]

@@ -135,6 +135,9 @@ pub(crate) fn check_before_open(cmd: &super::Command) -> anyhow::Result<Option<N
         Command::Enqueue(a) => {
             let job = a.to_job()?;
             errand_core::validate::validate(job.clone(), &Limits::default(), Timestamp::now())?;
+            // The built-in kinds' args (a `command` job's argv…) are checked
+            // here too, before any store is opened.
+            errand_engine::executor::check_builtin_args(&job.kind, &job.args)?;
             return Ok(Some(job));
         }
         Command::Jobs(JobsCmd::List(a)) => {

@@ -4,7 +4,7 @@
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use errand::{CommandExecutor, Errand, MaintenanceConfig};
+use errand::{Errand, MaintenanceConfig};
 use errand_core::schedule::ScheduleFile;
 use errand_engine::SchedulerConfig;
 use errand_engine::executor::command;
@@ -48,7 +48,7 @@ pub(crate) async fn run(
     let mut builder = errand
         .worker()
         .config(config.worker.clone())
-        .executor(command::KIND, CommandExecutor::default());
+        .executor(command::KIND, config.command.clone());
     for q in &config.queues {
         builder = builder.queue_config(q.clone());
     }
@@ -85,8 +85,10 @@ pub(crate) async fn run(
         )
     });
     shutdown_signal().await;
-    tracing::info!(grace = ?config.worker.shutdown_grace, "shutting down: no new jobs are claimed");
-    let report = running.shutdown().await;
+    tracing::info!(grace = ?config.worker.shutdown_grace,
+        "shutting down: no new jobs are claimed (a second Ctrl-C or SIGTERM hands running jobs back at once)");
+    // A second signal during the grace period hands the running jobs back now.
+    let report = running.shutdown_or(shutdown_signal()).await;
     stop.cancel();
     let _ = maintenance.await;
     if let Some(scheduler) = scheduler {

@@ -210,6 +210,7 @@ pub struct WorkerBuilder {
     config: WorkerConfig,
     queues: Vec<QueueConfig>,
     executors: HashMap<String, Arc<dyn Executor>>,
+    kind_retry: HashMap<String, RetryPolicy>,
 }
 
 impl WorkerBuilder {
@@ -219,7 +220,16 @@ impl WorkerBuilder {
             config: WorkerConfig::default(),
             queues: Vec::new(),
             executors: HashMap::new(),
+            kind_retry: HashMap::new(),
         }
+    }
+
+    /// The retry policy for jobs of `kind` that set none, in place of the
+    /// kind's executor's own ([`Executor::retry_policy`]): an operator's
+    /// setting (`[kind.NAME.retry]` in the config file).
+    pub fn kind_retry(mut self, kind: impl Into<String>, policy: RetryPolicy) -> Self {
+        self.kind_retry.insert(kind.into(), policy);
+        self
     }
 
     /// Serves `name` with `concurrency` slots.
@@ -268,6 +278,9 @@ impl WorkerBuilder {
             q.check().map_err(|e| e.at(i))?;
         }
         self.config.check()?;
+        for policy in self.kind_retry.values() {
+            validate::retry_policy(policy)?;
+        }
         let id = self.config.id.clone().unwrap_or_else(default_worker_id);
         Ok(Worker {
             rt: self.rt,
@@ -275,6 +288,7 @@ impl WorkerBuilder {
             config: self.config,
             queues: self.queues,
             executors: self.executors,
+            kind_retry: self.kind_retry,
         })
     }
 }
@@ -296,6 +310,7 @@ pub struct Worker {
     config: WorkerConfig,
     queues: Vec<QueueConfig>,
     executors: HashMap<String, Arc<dyn Executor>>,
+    kind_retry: HashMap<String, RetryPolicy>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -394,6 +409,8 @@ struct Shared {
     id: Arc<str>,
     config: WorkerConfig,
     executors: HashMap<String, Arc<dyn Executor>>,
+    /// Retry policies by kind set by the operator, before the executors' own.
+    kind_retry: HashMap<String, RetryPolicy>,
     /// What each served queue decides about its finished jobs.
     queue_finish: HashMap<String, QueueFinish>,
     inflight: Mutex<HashMap<JobId, Inflight>>,
@@ -522,6 +539,7 @@ impl Worker {
                 .executors
                 .iter()
                 .filter_map(|(kind, e)| Some((kind.clone(), e.retry_policy()?.clone())))
+                .chain(self.kind_retry.clone())
                 .collect(),
             queues: self
                 .queues
@@ -551,6 +569,7 @@ impl Worker {
             id: self.id,
             config: self.config,
             executors: self.executors,
+            kind_retry: self.kind_retry,
             queue_finish,
             inflight: Mutex::new(HashMap::new()),
             done_tx,
@@ -798,7 +817,10 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
                 let queue = shared.queue_finish.get(ctx.queue());
                 let policy = RetryPolicy::pick(
                     job.retry.as_ref(),
-                    executor.and_then(|e| e.retry_policy()),
+                    shared
+                        .kind_retry
+                        .get(ctx.kind())
+                        .or_else(|| executor.and_then(|e| e.retry_policy())),
                     queue.and_then(|q| q.retry.as_ref()),
                     &shared.config.default_retry,
                 );

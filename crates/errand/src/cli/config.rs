@@ -12,6 +12,8 @@ use serde::Deserialize;
 use errand::{Durability, MaintenanceConfig, QueueConfig, WorkerConfig};
 use errand_engine::QueueRetention;
 
+use super::retry::RawRetry;
+
 /// The default database when nothing names one.
 pub(crate) const DEFAULT_DATABASE: &str = "sqlite://errand.db";
 /// The config file read when present and no other is named.
@@ -35,6 +37,9 @@ pub(crate) struct RawFile {
     /// How `command` jobs run.
     #[serde(default)]
     command: RawCommand,
+    /// Per-kind settings: `[kind.NAME]`.
+    #[serde(default)]
+    kind: BTreeMap<String, RawKind>,
     /// Schedules are read by the scheduler (`errand schedule check`).
     #[serde(default, rename = "schedule")]
     _schedule: Option<toml::Value>,
@@ -49,6 +54,8 @@ struct RawWorker {
     heartbeat: Option<String>,
     poll_interval: Option<String>,
     shutdown_grace: Option<String>,
+    /// The default retry policy (`[worker.retry]`).
+    retry: Option<RawRetry>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +65,13 @@ struct RawMaintenance {
     retention: Option<String>,
     prune_interval: Option<String>,
     leader_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKind {
+    /// The kind's retry policy (`[kind.NAME.retry]`).
+    retry: Option<RawRetry>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +91,8 @@ struct RawQueue {
     fetchers: Option<usize>,
     retention: Option<String>,
     keep_completed: Option<bool>,
+    /// The queue's retry policy (`[queue.NAME.retry]`).
+    retry: Option<RawRetry>,
 }
 
 /// Settings given on the command line or in the environment (already merged by clap).
@@ -107,6 +123,8 @@ pub(crate) struct Config {
     pub(crate) queues: Vec<QueueConfig>,
     pub(crate) worker: WorkerConfig,
     pub(crate) maintenance: MaintenanceConfig,
+    /// Retry policies by kind (`[kind.NAME.retry]`).
+    pub(crate) kind_retry: BTreeMap<String, errand_core::RetryPolicy>,
     /// How `command` jobs run.
     pub(crate) command: errand::CommandExecutor,
     /// The file it came from, if any.
@@ -199,6 +217,9 @@ impl Config {
         if let Some(d) = duration("worker.poll_interval", &raw.worker.poll_interval)? {
             worker.poll_interval = d;
         }
+        if let Some(r) = &raw.worker.retry {
+            worker.default_retry = r.policy("worker.retry").map_err(anyhow::Error::msg)?;
+        }
         let grace = o.shutdown_grace.clone().or(raw.worker.shutdown_grace);
         if let Some(d) = duration("shutdown_grace", &grace)? {
             worker.shutdown_grace = d;
@@ -232,6 +253,12 @@ impl Config {
             if let Some(k) = raw.queue.get(&name).and_then(|q| q.keep_completed) {
                 q.keep_completed = k;
             }
+            if let Some(r) = raw.queue.get(&name).and_then(|q| q.retry.as_ref()) {
+                q.retry = Some(
+                    r.policy(&format!("queue.{name}.retry"))
+                        .map_err(anyhow::Error::msg)?,
+                );
+            }
             // The engine's rules, named as the file names them: a queue's
             // concurrency comes from `queues` unless its own section sets it.
             q.check().map_err(|e| {
@@ -263,11 +290,28 @@ impl Config {
         maintenance.check().map_err(|e| setting("maintenance", e))?;
         for (name, q) in &raw.queue {
             errand_core::validate::queue_name("queue", name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Checked even when this process does not serve the queue.
+            if let Some(r) = &q.retry {
+                r.policy(&format!("queue.{name}.retry"))
+                    .map_err(anyhow::Error::msg)?;
+            }
             if let Some(keep) = duration(&format!("queue.{name}.retention"), &q.retention)? {
                 maintenance.queue_retention.push(QueueRetention {
                     queue: name.clone(),
                     keep,
                 });
+            }
+        }
+        let mut kind_retry = BTreeMap::new();
+        for (kind, k) in &raw.kind {
+            errand_core::validate::kind_name("kind", kind)
+                .map_err(|e| anyhow::anyhow!("kind.{kind}: {}", e.message))?;
+            if let Some(r) = &k.retry {
+                kind_retry.insert(
+                    kind.clone(),
+                    r.policy(&format!("kind.{kind}.retry"))
+                        .map_err(anyhow::Error::msg)?,
+                );
             }
         }
         let mut command = errand::CommandExecutor::default();
@@ -287,6 +331,7 @@ impl Config {
         }
         Ok(Config {
             command,
+            kind_retry,
             database,
             store: errand::StoreOptions {
                 durability,
@@ -461,6 +506,34 @@ mod tests {
         .unwrap();
         assert_eq!(c.command.env_allow, ["AWS_*", "APP_TOKEN"]);
         assert_eq!(c.command.kill_grace, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn retry_policies_per_queue_kind_and_default() {
+        let c = build(
+            "[worker.retry]\nbackoff = \"fixed\"\nbase = \"1m\"\n\
+             [queue.mail]\nconcurrency = 2\n[queue.mail.retry]\nbackoff = \"linear\"\nbase = \"5s\"\n\
+             [kind.\"email.welcome\".retry]\nbase = \"2s\"\nfactor = 3.0\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.worker.default_retry,
+            errand_core::RetryPolicy::fixed(Duration::from_secs(60))
+        );
+        let mail = c.queues.iter().find(|q| q.name == "mail").unwrap();
+        assert!(matches!(
+            mail.retry.as_ref().unwrap().backoff,
+            errand_core::retry::Backoff::Linear { .. }
+        ));
+        assert_eq!(
+            c.kind_retry["email.welcome"].delay(2, 0.5).as_secs_f64().round(),
+            6.0
+        );
+        let err = build("[queue.a.retry]\nbase = \"x\"", Overrides::default()).unwrap_err();
+        assert!(err.to_string().starts_with("queue.a.retry.base"), "{err}");
+        let err = build("[kind.k.retry]\nstrategy = \"x\"", Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("strategy"), "{err}");
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub(crate) struct EnqueueArgs {
     /// A tag (repeatable).
     #[arg(long = "tag")]
     pub(crate) tags: Vec<String>,
+    /// The job's own retry policy (else its kind's, its queue's, the worker's).
+    #[command(flatten)]
+    pub(crate) retry: super::retry::RawRetry,
 }
 
 fn invalid(field: &'static str, code: &'static str, message: String) -> anyhow::Error {
@@ -116,6 +119,13 @@ impl EnqueueArgs {
         job.tenant = self.tenant.clone();
         job.timeout = duration_arg("timeout", &self.timeout)?;
         job.tags = self.tags.clone();
+        if self.retry.is_set() {
+            let policy = self
+                .retry
+                .policy("retry")
+                .map_err(|m| invalid("retry", "retry_invalid", m))?;
+            job = job.retry(policy);
+        }
         if let Some(key) = &self.unique_key {
             job = match duration_arg("unique_for", &self.unique_for)? {
                 Some(period) => job.unique_for(key.clone(), period),

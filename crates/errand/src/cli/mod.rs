@@ -6,6 +6,7 @@ pub(crate) mod bench_schedule;
 pub(crate) mod config;
 pub(crate) mod jobs;
 pub(crate) mod output;
+pub(crate) mod retry;
 pub(crate) mod run;
 pub(crate) mod schedule;
 

@@ -52,6 +52,9 @@ pub(crate) async fn run(
     for q in &config.queues {
         builder = builder.queue_config(q.clone());
     }
+    for (kind, policy) in &config.kind_retry {
+        builder = builder.kind_retry(kind.clone(), policy.clone());
+    }
     let worker = builder.build()?;
     let queues: Vec<String> = config
         .queues

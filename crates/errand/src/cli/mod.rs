@@ -58,7 +58,7 @@ pub(crate) enum Command {
     /// Create or upgrade the store's schema.
     Migrate,
     /// Enqueue a job.
-    Enqueue(jobs::EnqueueArgs),
+    Enqueue(Box<jobs::EnqueueArgs>),
     /// Inspect and operate on jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCmd),

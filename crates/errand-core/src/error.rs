@@ -19,6 +19,17 @@ pub enum StoreError {
         /// What was tried ("retry", "cancel", …).
         action: &'static str,
     },
+    /// No queue has this name.
+    #[error("queue {0:?} not found")]
+    QueueNotFound(String),
+    /// The queue still holds unfinished jobs, so it cannot be removed.
+    #[error("queue {queue:?} holds {jobs} unfinished jobs: clear it (or wait for them) first")]
+    QueueNotEmpty {
+        /// The queue.
+        queue: String,
+        /// How many scheduled, available, running or retryable jobs it holds.
+        jobs: u64,
+    },
     /// The caller's lease is gone: another attempt owns the job now, or it finished.
     #[error("job {id}: lease {token} is no longer held")]
     LeaseLost {

@@ -62,6 +62,9 @@ impl JobState {
         JobState::Retryable,
     ];
 
+    /// The states of a job waiting to run: what clearing a queue deletes.
+    pub const WAITING: [JobState; 3] = [JobState::Scheduled, JobState::Available, JobState::Retryable];
+
     /// The finished states.
     pub const FINISHED: [JobState; 4] = [
         JobState::Completed,

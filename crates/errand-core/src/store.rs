@@ -239,6 +239,17 @@ pub trait Store: Send + Sync + 'static {
     /// Pauses or resumes a queue (creating it if new).
     async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> Result<(), StoreError>;
 
+    /// Deletes the jobs of `queue` that wait to run (scheduled, available,
+    /// retryable) and that `scope` may see; running and finished jobs stay.
+    /// Returns how many were deleted. An unknown queue deletes nothing.
+    async fn clear_queue(&self, queue: &str, scope: &Scope) -> Result<u64, StoreError>;
+
+    /// Removes a queue's record (its pause flag and totals). Refused with
+    /// [`StoreError::QueueNotEmpty`] while it holds unfinished jobs; its
+    /// finished jobs stay until pruned. [`StoreError::QueueNotFound`] if
+    /// there is no such queue. Enqueuing to the name later creates it anew.
+    async fn remove_queue(&self, queue: &str) -> Result<(), StoreError>;
+
     /// Every known queue with its figures.
     async fn list_queues(&self, now: Timestamp) -> Result<Vec<QueueStats>, StoreError>;
 

@@ -117,6 +117,33 @@ impl Client {
         Ok(())
     }
 
+    /// Deletes a queue's waiting jobs (scheduled, available, retryable)
+    /// that `scope` may see; running and finished jobs stay. Logged as a
+    /// warning with the count: it is an operator's destructive action.
+    pub async fn clear_queue(&self, queue: &str, scope: &Scope) -> Result<u64, EnqueueError> {
+        validate::queue_name("queue", queue)?;
+        let deleted = self.rt.store.clear_queue(queue, scope).await?;
+        let tenant = match scope {
+            Scope::All => "",
+            Scope::Tenant(t) => t.as_str(),
+        };
+        tracing::warn!(
+            queue,
+            tenant,
+            deleted,
+            "queue cleared: its waiting jobs were deleted"
+        );
+        Ok(deleted)
+    }
+
+    /// Forgets a queue that holds no unfinished job (see [`Store::remove_queue`](errand_core::Store::remove_queue)).
+    pub async fn remove_queue(&self, queue: &str) -> Result<(), EnqueueError> {
+        validate::queue_name("queue", queue)?;
+        self.rt.store.remove_queue(queue).await?;
+        tracing::warn!(queue, "queue removed");
+        Ok(())
+    }
+
     /// Every queue with its figures.
     pub async fn queues(&self) -> Result<Vec<QueueStats>, StoreError> {
         self.rt.store.list_queues(self.rt.clock.now()).await

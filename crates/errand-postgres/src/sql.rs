@@ -50,6 +50,8 @@ statements!(
     cancel_job,
     retry_job,
     set_queue_paused,
+    clear_queue,
+    remove_queue,
     list_queues,
     list_queues_counts,
     list_queues_oldest,

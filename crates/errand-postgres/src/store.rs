@@ -378,6 +378,40 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn clear_queue(&self, queue: &str, scope: &Scope) -> Result<u64, StoreError> {
+        let waiting: Vec<&str> = JobState::WAITING.iter().map(|s| s.as_str()).collect();
+        let done = sqlx::query(&self.inner.sql.clear_queue)
+            .bind(queue)
+            .bind(&waiting)
+            .bind(scope_tenant(scope))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn remove_queue(&self, queue: &str) -> Result<(), StoreError> {
+        let finished: Vec<&str> = JobState::FINISHED.iter().map(|s| s.as_str()).collect();
+        let row = sqlx::query(&self.inner.sql.remove_queue)
+            .bind(queue)
+            .bind(&finished)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        let known: bool = row.try_get("known").map_err(db)?;
+        let unfinished: i64 = row.try_get("unfinished").map_err(db)?;
+        if !known {
+            Err(StoreError::QueueNotFound(queue.to_owned()))
+        } else if unfinished > 0 {
+            Err(StoreError::QueueNotEmpty {
+                queue: queue.to_owned(),
+                jobs: unfinished as u64,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
     async fn list_queues(&self, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
         let pool = &self.inner.pool;
         let sql = &self.inner.sql;

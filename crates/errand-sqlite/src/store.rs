@@ -943,6 +943,71 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn clear_queue(&self, queue: &str, scope: &Scope) -> Result<u64, StoreError> {
+        let queue = queue.to_owned();
+        let tenant = match scope {
+            Scope::All => None,
+            Scope::Tenant(t) => Some(t.clone()),
+        };
+        let waiting = json(&JobState::WAITING.map(JobState::as_str))?;
+        self.inner
+            .writer
+            .run(move |conn| {
+                let n = conn
+                    .execute(
+                        "DELETE FROM jobs WHERE queue = ?1 AND state IN (SELECT value FROM json_each(?2)) \
+                         AND (?3 IS NULL OR tenant = ?3)",
+                        params![queue, waiting, tenant],
+                    )
+                    .map_err(err)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn remove_queue(&self, queue: &str) -> Result<(), StoreError> {
+        let name = queue.to_owned();
+        let finished = json(&JobState::FINISHED.map(JobState::as_str))?;
+        self.inner
+            .writer
+            .run(move |conn| {
+                let known: bool = conn
+                    .query_row("SELECT count(*) FROM queues WHERE name = ?1", [&name], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map_err(err)?
+                    > 0;
+                if !known {
+                    return Err(StoreError::QueueNotFound(name));
+                }
+                let unfinished: i64 = conn
+                    .query_row(
+                        "SELECT count(*) FROM jobs WHERE queue = ?1 \
+                         AND state NOT IN (SELECT value FROM json_each(?2))",
+                        params![name, finished],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                if unfinished > 0 {
+                    return Err(StoreError::QueueNotEmpty {
+                        queue: name,
+                        jobs: unfinished as u64,
+                    });
+                }
+                conn.execute("DELETE FROM queues WHERE name = ?1", [&name])
+                    .map_err(err)?;
+                Ok(())
+            })
+            .await?;
+        // The next insert into this name creates it again.
+        self.inner
+            .known_queues
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(queue);
+        Ok(())
+    }
+
     async fn list_queues(&self, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
         self.read(move |conn| queues(conn, now)).await
     }

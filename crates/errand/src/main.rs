@@ -22,16 +22,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             return 2;
         }
         if let Some(s) = cause.downcast_ref::<StoreError>() {
-            return match s {
-                StoreError::NotFound(_) | StoreError::InvalidState { .. } => 3,
-                StoreError::InvalidConfig(_) => 2,
-                _ => 1,
-            };
+            return store_exit_code(s);
         }
-        if let Some(errand_engine::EnqueueError::Invalid(_)) =
-            cause.downcast_ref::<errand_engine::EnqueueError>()
-        {
-            return 2;
+        match cause.downcast_ref::<errand_engine::EnqueueError>() {
+            Some(errand_engine::EnqueueError::Invalid(_)) => return 2,
+            Some(errand_engine::EnqueueError::Store(s)) => return store_exit_code(s),
+            _ => {}
         }
         if cause.downcast_ref::<ConfigError>().is_some() {
             return 2;
@@ -41,6 +37,17 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
     }
     1
+}
+
+fn store_exit_code(s: &StoreError) -> u8 {
+    match s {
+        StoreError::NotFound(_)
+        | StoreError::InvalidState { .. }
+        | StoreError::QueueNotFound(_)
+        | StoreError::QueueNotEmpty { .. } => 3,
+        StoreError::InvalidConfig(_) => 2,
+        _ => 1,
+    }
 }
 
 /// A configuration error (exit code 2).

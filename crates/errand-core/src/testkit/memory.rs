@@ -619,6 +619,35 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn clear_queue(&self, queue: &str, scope: &Scope) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let before = st.jobs.len();
+        st.jobs.retain(|_, j| {
+            !(j.queue == queue && JobState::WAITING.contains(&j.state) && scope.allows(j.tenant.as_deref()))
+        });
+        Ok((before - st.jobs.len()) as u64)
+    }
+
+    async fn remove_queue(&self, queue: &str) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        if !st.queues.contains_key(queue) {
+            return Err(StoreError::QueueNotFound(queue.to_owned()));
+        }
+        let unfinished = st
+            .jobs
+            .values()
+            .filter(|j| j.queue == queue && !j.state.is_finished())
+            .count() as u64;
+        if unfinished > 0 {
+            return Err(StoreError::QueueNotEmpty {
+                queue: queue.to_owned(),
+                jobs: unfinished,
+            });
+        }
+        st.queues.remove(queue);
+        Ok(())
+    }
+
     async fn list_queues(&self, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
         let st = self.lock();
         Ok(st

@@ -130,6 +130,8 @@ macro_rules! store_conformance {
                 retry_job_refuses_completed_and_running_jobs,
                 // queues, leadership
                 set_queue_paused_creates_and_flags_the_queue,
+                clear_queue_deletes_only_waiting_jobs_in_scope,
+                remove_queue_refuses_a_busy_queue_and_forgets_an_empty_one,
                 list_queues_counts_jobs_per_state_and_the_oldest_wait,
                 leader_role_is_exclusive_while_its_ttl_lasts,
                 resigned_leader_role_is_free_at_once,

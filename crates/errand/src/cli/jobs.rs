@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
 use serde_json::json;
 
 use errand::{Errand, JobId, JobState, NewJob};
+use errand_core::StoreError;
 use errand_core::store::{JobFilter, Scope};
 use errand_core::validate::{Limits, ValidationError};
 
@@ -156,8 +158,14 @@ pub(crate) fn check_before_open(cmd: &super::Command) -> anyhow::Result<Option<N
         Command::Jobs(JobsCmd::Show(a) | JobsCmd::Retry(a) | JobsCmd::Cancel(a)) => {
             scope(&a.tenant)?;
         }
-        Command::Queues(QueuesCmd::Pause { queue } | QueuesCmd::Resume { queue }) => {
+        Command::Queues(
+            QueuesCmd::Pause { queue, .. } | QueuesCmd::Resume { queue } | QueuesCmd::Remove { queue },
+        ) => {
             errand_core::validate::queue_name("queue", queue)?;
+        }
+        Command::Queues(QueuesCmd::Clear { queue, tenant }) => {
+            errand_core::validate::queue_name("queue", queue)?;
+            scope(tenant)?;
         }
         _ => {}
     }
@@ -380,9 +388,25 @@ pub(crate) enum QueuesCmd {
     Pause {
         /// The queue.
         queue: String,
+        /// Create the queue, paused, if it does not exist yet (to pause it before its first job).
+        #[arg(long)]
+        create: bool,
     },
     /// Resume a paused queue.
     Resume {
+        /// The queue.
+        queue: String,
+    },
+    /// Delete a queue's waiting jobs (available, scheduled, retryable); running and finished jobs stay.
+    Clear {
+        /// The queue.
+        queue: String,
+        /// Only this tenant's jobs.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Forget a queue that holds no unfinished job (its pause flag and totals).
+    Remove {
         /// The queue.
         queue: String,
     },
@@ -435,13 +459,43 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
             print!("{}", t.render());
             Ok(())
         }
-        QueuesCmd::Pause { queue } | QueuesCmd::Resume { queue } => {
-            let pause = matches!(cmd, QueuesCmd::Pause { .. });
-            if pause {
-                client.pause(queue).await?;
-            } else {
-                client.resume(queue).await?;
+        QueuesCmd::Pause { queue, create } => {
+            if !create && !client.queues().await?.iter().any(|q| q.name == *queue) {
+                return Err(StoreError::QueueNotFound(queue.clone()))
+                    .context("cannot pause a queue that does not exist (pass --create to create it paused)");
             }
+            client.pause(queue).await?;
+            if as_json {
+                output::json(&json!({ "queue": queue, "paused": true }))
+            } else {
+                println!("queue {queue} paused");
+                Ok(())
+            }
+        }
+        QueuesCmd::Clear { queue, tenant } => {
+            let deleted = client.clear_queue(queue, &scope(tenant)?).await?;
+            if as_json {
+                output::json(&json!({ "queue": queue, "deleted": deleted }))
+            } else {
+                println!("queue {queue}: {deleted} waiting jobs deleted");
+                Ok(())
+            }
+        }
+        QueuesCmd::Remove { queue } => {
+            client.remove_queue(queue).await?;
+            if as_json {
+                output::json(&json!({ "queue": queue, "removed": true }))
+            } else {
+                println!("queue {queue} removed");
+                Ok(())
+            }
+        }
+        QueuesCmd::Resume { queue } => {
+            if !client.queues().await?.iter().any(|q| q.name == *queue) {
+                return Err(StoreError::QueueNotFound(queue.clone()).into());
+            }
+            let pause = false;
+            client.resume(queue).await?;
             if as_json {
                 output::json(&json!({ "queue": queue, "paused": pause }))
             } else {

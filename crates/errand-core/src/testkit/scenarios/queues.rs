@@ -7,6 +7,81 @@ use crate::job::{JobState, NewJob};
 use crate::store::Store;
 use crate::testkit::support::*;
 
+/// Clearing a queue deletes its waiting jobs (scheduled, available,
+/// retryable) within the scope, and nothing else: not its running or
+/// finished jobs, not another tenant's, not another queue's.
+pub async fn clear_queue_deletes_only_waiting_jobs_in_scope(store: Arc<dyn Store>) {
+    let s = &*store;
+    let available = add(s, job_in("q", "k"), at(0)).await;
+    let scheduled = add(s, job_in("q", "k").run_at(at(100)), at(0)).await;
+    let retryable = add(s, job_in("q", "k").priority(0), at(0)).await;
+    let running = add(s, job_in("q", "k").priority(1), at(0)).await;
+    let done = add(s, job_in("q", "k").priority(2), at(0)).await;
+    let theirs = add(s, job_in("q", "k").tenant("t2"), at(0)).await;
+    let mine = add(s, job_in("q", "k").tenant("t1"), at(0)).await;
+    let elsewhere = add(s, job_in("other", "k"), at(0)).await;
+    let job = claim_id(s, "q", retryable, at(1)).await;
+    let retry = crate::job::Finish::Retry {
+        at: at(50),
+        error: failure(1, at(1), "x"),
+    };
+    finish(s, &job, retry, at(1)).await;
+    claim_id(s, "q", running, at(1)).await;
+    run_to_completion(s, "q", done, at(1)).await;
+
+    let tenant = crate::store::Scope::Tenant("t1".into());
+    let n = ok("clear_queue", s.clear_queue("q", &tenant).await);
+    assert_eq!(n, 1, "a tenant clears only its own waiting jobs");
+    assert_not_found(
+        "a cleared job",
+        mine,
+        s.get_job(mine, &crate::store::Scope::All).await,
+    );
+    let n = ok("clear_queue", s.clear_queue("q", &crate::store::Scope::All).await);
+    assert_eq!(n, 4, "available, scheduled, retryable and the other tenant's");
+    for id in [available, scheduled, retryable, theirs] {
+        assert_not_found(
+            "a cleared job",
+            id,
+            s.get_job(id, &crate::store::Scope::All).await,
+        );
+    }
+    assert_eq!(state_of(s, running).await, JobState::Running);
+    assert_eq!(state_of(s, done).await, JobState::Completed);
+    assert_eq!(state_of(s, elsewhere).await, JobState::Available);
+    assert_eq!(
+        ok(
+            "clear_queue",
+            s.clear_queue("nosuch", &crate::store::Scope::All).await
+        ),
+        0
+    );
+}
+
+/// A queue can be removed once it holds no unfinished job: the removal of
+/// a busy queue is refused with the count, an unknown one is not found,
+/// and a removed queue is no longer listed (until it is used again).
+pub async fn remove_queue_refuses_a_busy_queue_and_forgets_an_empty_one(store: Arc<dyn Store>) {
+    let s = &*store;
+    match s.remove_queue("nosuch").await {
+        Err(crate::StoreError::QueueNotFound(q)) => assert_eq!(q, "nosuch"),
+        other => panic!("remove_queue of an unknown queue: {other:?}"),
+    }
+    let id = add(s, job_in("q", "k"), at(0)).await;
+    match s.remove_queue("q").await {
+        Err(crate::StoreError::QueueNotEmpty { queue, jobs }) => assert_eq!((queue.as_str(), jobs), ("q", 1)),
+        other => panic!("remove_queue of a busy queue: {other:?}"),
+    }
+    run_to_completion(s, "q", id, at(1)).await;
+    ok("remove_queue", s.remove_queue("q").await);
+    let listed = ok("list_queues", s.list_queues(at(2)).await);
+    assert!(listed.iter().all(|q| q.name != "q"), "removed: {listed:?}");
+    // Used again, it is created anew.
+    add(s, job_in("q", "k"), at(3)).await;
+    let q = queue_stats(s, "q", at(3)).await;
+    assert_eq!(q.counts.get(&JobState::Available), Some(&1), "{q:?}");
+}
+
 /// Pausing creates an unknown queue and lists it as paused (with no jobs);
 /// resuming lists it as unpaused; pausing twice is harmless.
 pub async fn set_queue_paused_creates_and_flags_the_queue(store: Arc<dyn Store>) {

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use errand::Errand;
 use errand_core::StoreError;
 use errand_core::validate::ValidationError;
@@ -13,39 +11,99 @@ mod cli;
 use cli::config::{Config, LogFormat};
 use cli::{Cli, Command};
 
-/// Exit codes: 0 success; 1 failure (store unreachable, I/O…); 2 invalid
-/// input (bad argument, bad config, validation error); 3 the job is not
-/// found or not in a state that allows the action.
-fn exit_code(e: &anyhow::Error) -> u8 {
+/// How an error is reported: its exit code, a stable machine-readable
+/// code, and the field at fault when one is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Class {
+    exit: u8,
+    code: &'static str,
+    field: Option<String>,
+}
+
+impl Class {
+    fn new(exit: u8, code: &'static str, field: Option<String>) -> Self {
+        Class { exit, code, field }
+    }
+}
+
+/// The one place that classifies errors. Exit codes: 0 success; 1 failure
+/// (store unreachable, I/O…); 2 invalid input (bad argument, bad config,
+/// validation error); 3 the job is not found or not in a state that allows
+/// the action. Codes: a [`ValidationError`]'s own code, else
+/// `not_found`, `invalid_state`, `config_invalid`, `store_unavailable`,
+/// `store_error`, `io_error` or `failed` (and `invalid_argument` for
+/// what the argument parser refuses, in `main`).
+fn classify(e: &anyhow::Error) -> Class {
     for cause in e.chain() {
-        if cause.downcast_ref::<ValidationError>().is_some() {
-            return 2;
+        if let Some(v) = cause.downcast_ref::<ValidationError>() {
+            return Class::new(2, v.code, Some(v.field.to_owned()));
         }
         if let Some(s) = cause.downcast_ref::<StoreError>() {
             return match s {
-                StoreError::NotFound(_) | StoreError::InvalidState { .. } => 3,
-                StoreError::InvalidConfig(_) => 2,
-                _ => 1,
+                StoreError::NotFound(_) => Class::new(3, "not_found", None),
+                StoreError::InvalidState { .. } => Class::new(3, "invalid_state", None),
+                StoreError::InvalidConfig(_) => Class::new(2, "config_invalid", None),
+                StoreError::Connect(_) | StoreError::Closed | StoreError::SchemaTooNew { .. } => {
+                    Class::new(1, "store_unavailable", None)
+                }
+                _ => Class::new(1, "store_error", None),
             };
         }
-        if let Some(errand_engine::EnqueueError::Invalid(_)) =
+        if let Some(errand_engine::EnqueueError::Invalid(v)) =
             cause.downcast_ref::<errand_engine::EnqueueError>()
         {
-            return 2;
+            return Class::new(2, v.code, Some(v.field.to_owned()));
         }
-        if cause.downcast_ref::<ConfigError>().is_some() {
-            return 2;
+        if let Some(c) = cause.downcast_ref::<ConfigError>() {
+            return Class::new(2, "config_invalid", c.field());
         }
         if cause.downcast_ref::<errand_core::schedule::FileError>().is_some() {
-            return 2;
+            return Class::new(2, "config_invalid", Some("schedule".to_owned()));
+        }
+        if cause.downcast_ref::<std::io::Error>().is_some() {
+            return Class::new(1, "io_error", None);
         }
     }
-    1
+    Class::new(1, "failed", None)
+}
+
+/// Prints `e` on stderr: one line of text, or under `--json` one JSON
+/// object `{"error":{"code","message","field"}}`; returns the exit code.
+/// Secrets (database URLs) and control characters are taken out of the
+/// text form; the JSON form escapes control characters itself.
+fn report(e: &anyhow::Error, as_json: bool) -> ExitCode {
+    emit(&classify(e), &format!("{e:#}"), as_json)
+}
+
+/// Prints one error (see [`report`]).
+fn emit(class: &Class, message: &str, as_json: bool) -> ExitCode {
+    let message = errand::redact_text(message);
+    if as_json {
+        let v = serde_json::json!({
+            "error": { "code": class.code, "message": message, "field": class.field }
+        });
+        eprintln!("{v}");
+    } else {
+        eprintln!("error: {}", cli::output::escape(&message));
+    }
+    ExitCode::from(class.exit)
 }
 
 /// A configuration error (exit code 2).
 #[derive(Debug)]
 struct ConfigError(String);
+
+impl ConfigError {
+    /// The setting a message starts with (`worker.lease: …`), if any.
+    fn field(&self) -> Option<String> {
+        let (head, _) = self.0.split_once(": ")?;
+        let setting = !head.is_empty()
+            && head
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
+        setting.then(|| head.to_owned())
+    }
+}
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,11 +113,39 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn init_logs(format: LogFormat, default_level: &str) {
+/// The log filter: `ERRAND_LOG` (else `RUST_LOG`), else `default_level`.
+/// A directive is a level (`trace`, `debug`, `info`, `warn`, `error`,
+/// `off`) or `TARGET=LEVEL`; anything else is refused, naming the variable,
+/// rather than silently logging nothing.
+fn log_filter(default_level: &str) -> Result<tracing_subscriber::EnvFilter, ConfigError> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ERRAND_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new(default_level));
+    let Some((var, value)) = ["ERRAND_LOG", "RUST_LOG"]
+        .into_iter()
+        .find_map(|var| std::env::var(var).ok().map(|v| (var, v)))
+    else {
+        return Ok(EnvFilter::new(default_level));
+    };
+    let bad = |why: String| {
+        ConfigError(format!(
+            "{var}: {:?} is not a log filter: {why} (use a level such as info or debug, \
+             or TARGET=LEVEL, comma-separated)",
+            cli::output::escape(&value)
+        ))
+    };
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            return Err(bad(format!("{level:?} is not a level")));
+        }
+    }
+    EnvFilter::builder()
+        .parse(&value)
+        .map_err(|e| bad(e.to_string()))
+}
+
+fn init_logs(format: LogFormat, default_level: &str) -> Result<(), ConfigError> {
+    let filter = log_filter(default_level)?;
     let builder = tracing_subscriber::fmt()
         // Colour only on a terminal: log files and collectors get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -67,29 +153,60 @@ fn init_logs(format: LogFormat, default_level: &str) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Text logs escape control characters in every field, so a value
+        // cannot forge a log line or drive the terminal.
+        LogFormat::Text => builder.fmt_fields(cli::output::escaping_fields()).try_init(),
     };
+    Ok(())
+}
+
+/// Whether `--json` is among the arguments (for errors found before or
+/// while parsing them).
+fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || !json_requested()
+            {
+                e.exit();
+            }
+            // "--priority <PRIORITY>" or "<ID>": the field is "priority" or "id".
+            let field = e.get(clap::error::ContextKind::InvalidArg).map(|v| {
+                let arg = v.to_string();
+                let name = arg.trim_start_matches('-').split(' ').next().unwrap_or("");
+                name.trim_matches(['<', '>']).to_ascii_lowercase().replace('-', "_")
+            });
+            let class = Class::new(2, "invalid_argument", field);
+            let rendered = e.render().to_string();
+            let message = rendered.lines().next().unwrap_or("").trim_start_matches("error: ");
+            return emit(&class, message, true);
+        }
+    };
+    let as_json = cli.global.json;
     if matches!(&cli.command, Command::Schedule(cmd) if !cmd.needs_store())
         && let Command::Schedule(cmd) = cli.command
     {
         return match cli::schedule::run(cmd) {
             Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => {
-                eprintln!("error: {e:#}");
+                // Errors of these commands are all about their input.
+                report(&e, as_json);
                 ExitCode::from(2)
             }
         };
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(exit_code(&e))
-        }
+        Err(e) => report(&e, as_json),
     }
 }
 
@@ -101,7 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let config = Config::load(&overrides).map_err(|e| ConfigError(format!("{e:#}")))?;
     let long_running = matches!(cli.command, Command::Serve(_) | Command::Work(_));
-    init_logs(config.log_format, if long_running { "info" } else { "warn" });
+    init_logs(config.log_format, if long_running { "info" } else { "warn" })?;
     let new_job = cli::jobs::check_before_open(&cli.command)?;
     let schedules = if long_running {
         cli::schedule::from_config(config.file.as_deref())?

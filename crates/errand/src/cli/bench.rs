@@ -608,10 +608,13 @@ async fn process_with_children(
     let mut children = Vec::new();
     for _ in 0..a.processes {
         let mut cmd = tokio::process::Command::new(&exe);
-        cmd.arg("--database").arg(database);
-        if let Some(s) = schema {
-            cmd.arg("--postgres-schema").arg(s);
-        }
+        // Through the environment, not the command line: the URL may hold a
+        // password, and every user of the machine can read command lines.
+        cmd.env("ERRAND_DATABASE_URL", database);
+        match schema {
+            Some(s) => cmd.env("ERRAND_POSTGRES_SCHEMA", s),
+            None => cmd.env_remove("ERRAND_POSTGRES_SCHEMA"),
+        };
         cmd.args([
             "bench",
             "--worker-process",

@@ -280,7 +280,8 @@ fn read_file(path: &Path) -> anyhow::Result<RawFile> {
             let start = span.start.min(text.len());
             let line = text[..start].matches('\n').count() + 1;
             let column = text[..start].rfind('\n').map_or(start, |nl| start - nl - 1) + 1;
-            let source = text.lines().nth(line - 1).unwrap_or("").trim();
+            // The line may hold a database URL: never echo its password.
+            let source = errand::redact_text(text.lines().nth(line - 1).unwrap_or("").trim());
             format!(", line {line}, column {column} ({source:?})")
         });
         anyhow::anyhow!("config file {}{place}: {}", path.display(), e.message().trim())

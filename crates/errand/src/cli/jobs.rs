@@ -28,7 +28,12 @@ pub(crate) struct EnqueueArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub(crate) priority: Option<i32>,
     /// Run after this delay (30s, 5m, 2h).
-    #[arg(long = "in", value_name = "DURATION", conflicts_with = "at")]
+    #[arg(
+        long = "in",
+        value_name = "DURATION",
+        conflicts_with = "at",
+        allow_hyphen_values = true
+    )]
     pub(crate) delay: Option<String>,
     /// Run at this time (RFC 3339, e.g. 2026-12-01T09:00:00Z).
     #[arg(long, value_name = "TIME")]
@@ -37,10 +42,10 @@ pub(crate) struct EnqueueArgs {
     #[arg(long)]
     pub(crate) unique_key: Option<String>,
     /// With --unique-key: deduplicate for this long after the first enqueue instead.
-    #[arg(long, requires = "unique_key", value_name = "DURATION")]
+    #[arg(long, requires = "unique_key", value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) unique_for: Option<String>,
     /// Never start the job later than this after now (10m, 1h).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) expires_in: Option<String>,
     /// Attempts allowed (default 25).
     #[arg(long, allow_negative_numbers = true)]
@@ -49,7 +54,7 @@ pub(crate) struct EnqueueArgs {
     #[arg(long)]
     pub(crate) tenant: Option<String>,
     /// The longest one attempt may run (30s, 5m).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) timeout: Option<String>,
     /// A tag (repeatable).
     #[arg(long = "tag")]
@@ -69,6 +74,13 @@ fn invalid(field: &'static str, code: &'static str, message: String) -> anyhow::
 fn duration_arg(field: &'static str, v: &Option<String>) -> anyhow::Result<Option<Duration>> {
     v.as_deref()
         .map(|s| {
+            if s.trim_start().starts_with('-') {
+                return Err(invalid(
+                    field,
+                    "duration_negative",
+                    format!("{s:?} is negative: a duration must not be negative (like 30s, 5m, 2h)"),
+                ));
+            }
             parse_duration(s).map_err(|_| {
                 invalid(
                     field,
@@ -81,24 +93,47 @@ fn duration_arg(field: &'static str, v: &Option<String>) -> anyhow::Result<Optio
 }
 
 /// The `--args` text: as given, or read from `@PATH` or `-` (stdin), since
-/// one command-line argument cannot carry more than 128 KiB.
-fn read_args(args: &str) -> anyhow::Result<String> {
-    let (text, source) = if args == "-" {
-        let mut text = String::new();
-        let read = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text);
-        (read.map(|_| text), "stdin".to_owned())
+/// one command-line argument cannot carry more than 128 KiB. Reads at most
+/// `limit` bytes and one more: a longer input is refused as soon as that
+/// byte arrives, so `@/dev/zero` or an endless pipe cannot exhaust memory.
+fn read_args(args: &str, limit: usize) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let (source, reader): (String, std::io::Result<Box<dyn std::io::Read>>) = if args == "-" {
+        ("stdin".to_owned(), Ok(Box::new(std::io::stdin())))
     } else if let Some(path) = args.strip_prefix('@') {
-        (std::fs::read_to_string(path), path.to_owned())
+        let file = std::fs::File::open(path).map(|f| Box::new(f) as Box<dyn std::io::Read>);
+        (path.to_owned(), file)
     } else {
         return Ok(args.to_owned());
     };
-    text.map_err(|e| invalid("args", "args_unreadable", format!("cannot read {source}: {e}")))
+    let unreadable =
+        |e: std::io::Error| invalid("args", "args_unreadable", format!("cannot read {source}: {e}"));
+    let mut bytes = Vec::new();
+    reader
+        .and_then(|r| r.take(limit as u64 + 1).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() > limit {
+        return Err(invalid(
+            "args",
+            "args_too_large",
+            format!("{source} holds more than {limit} bytes; the limit is {limit} bytes"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        invalid(
+            "args",
+            "args_invalid_json",
+            format!("{source} is not valid JSON: it is not UTF-8 text"),
+        )
+    })
 }
 
 impl EnqueueArgs {
-    /// The job these arguments describe (validated by the client on enqueue).
-    pub(crate) fn to_job(&self) -> anyhow::Result<NewJob> {
-        let mut job = NewJob::new(self.kind.clone(), read_args(&self.args)?);
+    /// The job these arguments describe (validated by the client on enqueue
+    /// with `limits`, which also bound how much of `--args` is read).
+    pub(crate) fn to_job(&self, limits: &Limits) -> anyhow::Result<NewJob> {
+        let args = read_args(&self.args, limits.max_args_bytes)?;
+        let mut job = NewJob::new(self.kind.clone(), args);
         job.queue = self.queue.clone();
         job.priority = self.priority;
         job.delay = duration_arg("in", &self.delay)?;
@@ -133,14 +168,16 @@ pub(crate) fn check_before_open(cmd: &super::Command) -> anyhow::Result<Option<N
     use super::Command;
     match cmd {
         Command::Enqueue(a) => {
-            let job = a.to_job()?;
-            errand_core::validate::validate(job.clone(), &Limits::default(), Timestamp::now())?;
+            let limits = Limits::default();
+            let job = a.to_job(&limits)?;
+            errand_core::validate::validate(job.clone(), &limits, Timestamp::now())?;
             return Ok(Some(job));
         }
         Command::Jobs(JobsCmd::List(a)) => {
             list_filter(a)?;
         }
         Command::Jobs(JobsCmd::Show(a) | JobsCmd::Retry(a) | JobsCmd::Cancel(a)) => {
+            a.job_id()?;
             scope(&a.tenant)?;
         }
         Command::Queues(QueuesCmd::Pause { queue } | QueuesCmd::Resume { queue }) => {
@@ -197,17 +234,36 @@ pub(crate) struct ListArgs {
     #[arg(long, default_value_t = 50)]
     limit: usize,
     /// Continue after this id (the previous page's last id, or its `next_cursor`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     before: Option<i64>,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct IdArgs {
-    /// The job id.
+    /// The job id (a positive integer).
+    #[arg(allow_negative_numbers = true)]
     id: i64,
     /// Act as this tenant: other tenants' jobs are invisible.
     #[arg(long)]
     tenant: Option<String>,
+}
+
+/// A job id given on the command line: a positive integer.
+fn job_id(field: &'static str, id: i64) -> anyhow::Result<JobId> {
+    if id < 1 {
+        return Err(invalid(
+            field,
+            "id_invalid",
+            format!("{id} is not a job id: the id must be a positive integer"),
+        ));
+    }
+    Ok(JobId(id))
+}
+
+impl IdArgs {
+    fn job_id(&self) -> anyhow::Result<JobId> {
+        job_id("id", self.id)
+    }
 }
 
 fn scope(tenant: &Option<String>) -> anyhow::Result<Scope> {
@@ -244,7 +300,7 @@ fn list_filter(a: &ListArgs) -> anyhow::Result<JobFilter> {
         queue: a.queue.clone(),
         kind: a.kind.clone(),
         tenant: None,
-        before_id: a.before.map(JobId),
+        before_id: a.before.map(|id| job_id("before", id)).transpose()?,
         limit: a.limit,
     })
 }
@@ -255,7 +311,12 @@ pub(crate) async fn jobs(errand: &Errand, cmd: &JobsCmd, as_json: bool) -> anyho
         JobsCmd::List(a) => {
             let page = client.jobs(&list_filter(a)?).await?;
             if as_json {
-                return output::json(&json!({ "jobs": page.jobs, "next_cursor": page.next_cursor }));
+                let jobs = page
+                    .jobs
+                    .iter()
+                    .map(output::job_json)
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                return output::json(&json!({ "jobs": jobs, "next_cursor": page.next_cursor }));
             }
             let mut t = Table::new(vec![
                 "ID", "STATE", "QUEUE", "KIND", "ATTEMPT", "RUN_AT", "TENANT",
@@ -278,12 +339,12 @@ pub(crate) async fn jobs(errand: &Errand, cmd: &JobsCmd, as_json: bool) -> anyho
             Ok(())
         }
         JobsCmd::Show(a) => {
-            let job = client.job(JobId(a.id), &scope(&a.tenant)?).await?;
+            let job = client.job(a.job_id()?, &scope(&a.tenant)?).await?;
             if as_json {
-                return output::json(&job);
+                return output::json(&output::job_json(&job)?);
             }
             let mut out = String::new();
-            let mut kv = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+            let mut kv = |k: &str, v: String| out.push_str(&format!("{k:<14}{}\n", output::escape(&v)));
             kv("id", job.id.to_string());
             kv("state", job.state.to_string());
             kv("queue", job.queue.clone());
@@ -340,13 +401,13 @@ pub(crate) async fn jobs(errand: &Errand, cmd: &JobsCmd, as_json: bool) -> anyho
         }
         JobsCmd::Retry(a) | JobsCmd::Cancel(a) => {
             let scope = scope(&a.tenant)?;
-            let id = JobId(a.id);
+            let id = a.job_id()?;
             let job = match cmd {
                 JobsCmd::Retry(_) => client.retry(id, &scope).await?,
                 _ => client.cancel(id, &scope).await?,
             };
             if as_json {
-                return output::json(&job);
+                return output::json(&output::job_json(&job)?);
             }
             if job.cancel_requested && job.state == JobState::Running {
                 println!("job {id} is running; cancellation requested");

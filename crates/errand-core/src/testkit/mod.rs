@@ -130,6 +130,7 @@ macro_rules! store_conformance {
                 // queues, leadership
                 set_queue_paused_creates_and_flags_the_queue,
                 list_queues_counts_jobs_per_state_and_the_oldest_wait,
+                list_queues_oldest_wait_starts_when_a_job_became_available,
                 leader_role_is_exclusive_while_its_ttl_lasts,
                 resigned_leader_role_is_free_at_once,
                 // schedules

@@ -70,6 +70,17 @@ pub(crate) struct BenchArgs {
     worker_process: bool,
 }
 
+/// Invalid input to `bench` (exit code 2, like every invalid input).
+fn invalid_input(field: &'static str, code: &'static str, message: String) -> anyhow::Error {
+    errand_core::validate::ValidationError {
+        field,
+        code,
+        message,
+        index: None,
+    }
+    .into()
+}
+
 /// A no-op job that can record its enqueue-to-start latency.
 struct Noop {
     record: AtomicBool,
@@ -187,7 +198,12 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
             let url = match errand::StoreUrl::parse(&config.database)? {
                 errand::StoreUrl::Postgres(url) => url,
                 errand::StoreUrl::Sqlite(_) => {
-                    bail!("backend postgres: give the server with --database postgres://USER@HOST/DB")
+                    return Err(invalid_input(
+                        "database",
+                        "database_required",
+                        "--backend postgres needs the server: give --database postgres://USER@HOST/DB"
+                            .to_owned(),
+                    ));
                 }
             };
             let schema = format!(
@@ -202,7 +218,13 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
             pg_schema = Some((store.clone(), schema));
             Arc::new(store)
         }
-        other => bail!("backend: {other:?} is not a backend; use sqlite or postgres"),
+        other => {
+            return Err(invalid_input(
+                "backend",
+                "backend_invalid",
+                format!("{other:?} is not a backend: use sqlite or postgres"),
+            ));
+        }
     };
     let errand = Errand::new(store);
     let client = errand.client();
@@ -384,7 +406,12 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         println!("{}", Value::Object(out));
     } else {
         for (k, v) in &out {
-            println!("{k:<40}{v}");
+            // Strings as they are, not as JSON strings in quotes.
+            let v = match v {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            println!("{k:<40}{}", super::output::escape(&v));
         }
     }
     Ok(())

@@ -46,6 +46,8 @@ struct RawWorker {
     heartbeat: Option<String>,
     poll_interval: Option<String>,
     shutdown_grace: Option<String>,
+    /// Log every finished job at info (default true).
+    log_jobs: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +190,9 @@ impl Config {
         let grace = o.shutdown_grace.clone().or(raw.worker.shutdown_grace);
         if let Some(d) = duration("shutdown_grace", &grace)? {
             worker.shutdown_grace = d;
+        }
+        if let Some(yes) = raw.worker.log_jobs {
+            worker.log_finished = yes;
         }
         if worker.heartbeat >= worker.lease {
             bail!("worker.heartbeat: must be shorter than worker.lease");

@@ -436,14 +436,37 @@ pub(crate) enum QueuesCmd {
     },
 }
 
+/// One queue as `queues list --json` shows it: every state's count (0
+/// included), the oldest available job's wait, and the totals under the
+/// names the table uses. `failed_total` counts jobs that failed for good
+/// (discarded); `failed_attempts` counts every failed attempt, retried or not.
+fn queue_json(q: &errand_core::store::QueueStats) -> serde_json::Value {
+    let counts: serde_json::Map<String, serde_json::Value> = JobState::ALL
+        .iter()
+        .map(|s| (s.to_string(), json!(q.counts.get(s).copied().unwrap_or(0))))
+        .collect();
+    json!({
+        "name": q.name,
+        "paused": q.paused,
+        "counts": counts,
+        "oldest_age_ms": q.oldest_available_age.map(|d| d.as_millis() as u64),
+        "completed_total": q.completed_total,
+        "failed_total": q.discarded_total,
+        "failed_attempts": q.failed_total,
+    })
+}
+
 pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> anyhow::Result<()> {
     let client = errand.client();
     match cmd {
         QueuesCmd::List => {
             let qs = client.queues().await?;
             if as_json {
-                return output::json(&qs);
+                return output::json(&qs.iter().map(queue_json).collect::<Vec<_>>());
             }
+            // The table's columns are the JSON's fields (upper-cased), those
+            // that fit in 100 columns: the finished states' counts are in
+            // the JSON only.
             let mut t = Table::new(vec![
                 "QUEUE",
                 "PAUSED",
@@ -451,12 +474,8 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
                 "SCHEDULED",
                 "RUNNING",
                 "RETRYABLE",
-                "COMPLETED",
-                "DISCARDED",
-                "CANCELLED",
-                "EXPIRED",
-                "OLDEST",
-                "DONE_TOTAL",
+                "OLDEST_AGE",
+                "COMPLETED_TOTAL",
                 "FAILED_TOTAL",
             ]);
             for q in &qs {
@@ -468,16 +487,9 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
                     n(JobState::Scheduled),
                     n(JobState::Running),
                     n(JobState::Retryable),
-                    n(JobState::Completed),
-                    n(JobState::Discarded),
-                    n(JobState::Cancelled),
-                    n(JobState::Expired),
-                    q.oldest_available_age.map_or_else(
-                        || "-".into(),
-                        |d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string(),
-                    ),
+                    q.oldest_available_age.map_or_else(|| "-".into(), output::short_age),
                     q.completed_total.to_string(),
-                    q.failed_total.to_string(),
+                    q.discarded_total.to_string(),
                 ]);
             }
             print!("{}", t.render());

@@ -112,6 +112,17 @@ pub(crate) fn opt_time(t: Option<Timestamp>) -> String {
     t.map_or_else(|| "-".to_owned(), time)
 }
 
+/// A wait in at most two units, to the second: `42s`, `5m03s`, `2h05m`, `3d04h`.
+pub(crate) fn short_age(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 /// A job as JSON for scripts: its `args`, `meta` and `result` as JSON
 /// values (they are stored as JSON text), and every object's keys in one
 /// order (sorted), whichever store the job came from (PostgreSQL's `jsonb`
@@ -161,6 +172,16 @@ mod tests {
         t.row(vec!["1".into(), "available".into()]);
         t.row(vec!["1234".into(), "running".into()]);
         assert_eq!(t.render(), "ID    STATE\n1     available\n1234  running\n");
+    }
+
+    #[test]
+    fn ages_are_short() {
+        let age = |s| short_age(std::time::Duration::from_secs(s));
+        assert_eq!(age(0), "0s");
+        assert_eq!(age(59), "59s");
+        assert_eq!(age(60 * 5 + 3), "5m03s");
+        assert_eq!(age(3600 * 2 + 60 * 5 + 9), "2h05m");
+        assert_eq!(age(86_400 * 3 + 3600 * 4), "3d04h");
     }
 
     #[test]

@@ -170,11 +170,27 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow::Result<()> {
-    if a.jobs == 0 || a.concurrency == 0 || a.producers == 0 || a.processes == 0 {
-        bail!("jobs, concurrency, producers and processes must each be at least 1");
+    for (field, n) in [
+        ("jobs", a.jobs),
+        ("concurrency", a.concurrency),
+        ("producers", a.producers),
+        ("processes", a.processes),
+    ] {
+        if n == 0 {
+            return Err(invalid_input(
+                field,
+                "out_of_range",
+                "must be at least 1".to_owned(),
+            ));
+        }
     }
     if a.finished.is_some() && !a.keep_completed {
-        bail!("--finished measures claiming beside kept completed jobs: it needs --keep-completed true");
+        return Err(invalid_input(
+            "finished",
+            "finished_needs_kept_jobs",
+            "--finished measures claiming beside kept completed jobs: it needs --keep-completed true"
+                .to_owned(),
+        ));
     }
     if a.worker_process {
         return worker_process(a, config).await;

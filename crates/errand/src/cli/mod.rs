@@ -109,10 +109,13 @@ fn command() -> clap::Command {
     cmd.build();
     cmd.mut_subcommand("schedule", |schedule| {
         PURE_SCHEDULE_COMMANDS.iter().fold(schedule, |schedule, name| {
+            // In place: after `build`, moving an argument (as `mut_arg`
+            // does) would break the index of the built command.
             schedule.mut_subcommand(name, |sub| {
-                STORE_OPTIONS
-                    .iter()
-                    .fold(sub, |sub, opt| sub.mut_arg(opt, |a| a.hide(true)))
+                sub.mut_args(|a| {
+                    let store_option = STORE_OPTIONS.contains(&a.get_id().as_str());
+                    if store_option { a.hide(true) } else { a }
+                })
             })
         })
     })
@@ -172,5 +175,16 @@ mod tests {
             assert!(!text.contains("--postgres-schema"), "{name}: {text}");
         }
         assert!(help(&["schedule", "list"]).contains("--database"));
+    }
+
+    #[test]
+    fn hidden_options_still_parse_and_help_still_works() {
+        let parse = |args: &[&str]| command().try_get_matches_from(args).map(|_| ()).map_err(|e| e.kind());
+        assert_eq!(
+            parse(&["errand", "schedule", "next", "--help"]),
+            Err(clap::error::ErrorKind::DisplayHelp)
+        );
+        assert_eq!(parse(&["errand", "--database", "x.db", "schedule", "next", "* * * * *"]), Ok(()));
+        assert_eq!(parse(&["errand", "schedule", "next", "--durability", "full", "@daily"]), Ok(()));
     }
 }

@@ -174,10 +174,19 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-                || !json_requested()
-            {
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                 e.exit();
+            }
+            if !json_requested() {
+                // clap quotes the offending argument as it was given: escape
+                // it like any other text shown to people.
+                let rendered = e.render().to_string();
+                let lines: Vec<String> = rendered
+                    .lines()
+                    .map(|l| cli::output::escape(l).into_owned())
+                    .collect();
+                eprintln!("{}", lines.join("\n").trim_end());
+                return ExitCode::from(2);
             }
             // "--priority <PRIORITY>" or "<ID>": the field is "priority" or "id".
             let field = e.get(clap::error::ContextKind::InvalidArg).map(|v| {

@@ -1375,3 +1375,48 @@ fn help_separates_global_options() {
         assert!(!help.contains("--database") && !help.contains("--durability"), "{sub}: {help}");
     }
 }
+
+/// A PostgreSQL URL's secrets stay out of every message, at every log
+/// level: its password, and the values of query parameters (the driver
+/// would log an unknown parameter with its value; errand names it only).
+#[test]
+fn postgres_url_secrets_never_reach_messages_or_logs() {
+    let s = Scratch::new();
+    let url = "postgres://app:s3cret@127.0.0.1:1/x?sslpassword=pw123&connect_timeout=1&api_token=tk456";
+    for level in ["debug", "trace"] {
+        let mut cmd = s.bare();
+        cmd.env("ERRAND_LOG", level).args(["--database", url, "jobs", "list"]);
+        let (code, _, stderr) = common::split(cmd.output().unwrap());
+        assert_eq!(code, 1, "unreachable: {stderr}");
+        for secret in ["s3cret", "pw123", "tk456"] {
+            assert!(!stderr.contains(secret), "{level}: shows {secret}: {stderr}");
+        }
+        assert!(stderr.contains("sslpassword"), "the unknown parameter is named: {stderr}");
+        assert!(stderr.contains("cannot connect to the store"), "{stderr}");
+    }
+}
+
+/// `bench`'s text report shows strings as they are, not quoted.
+#[test]
+fn bench_text_report_does_not_quote_strings() {
+    let s = Scratch::new();
+    let dir = s.path("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = s.ok(&[
+        "bench",
+        "--jobs",
+        "100",
+        "--concurrency",
+        "10",
+        "--latency-samples",
+        "3",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    let backend = out
+        .lines()
+        .find(|l| l.starts_with("backend "))
+        .unwrap_or_else(|| panic!("no backend line: {out}"));
+    assert_eq!(backend.split_whitespace().collect::<Vec<_>>(), ["backend", "sqlite"], "{out}");
+    assert!(!out.contains('"'), "{out}");
+}

@@ -79,10 +79,28 @@ fn report(e: &anyhow::Error, as_json: bool) -> ExitCode {
 fn emit(class: &Class, message: &str, as_json: bool) -> ExitCode {
     let message = errand::redact_text(message);
     if as_json {
-        let v = serde_json::json!({
-            "error": { "code": class.code, "message": message, "field": class.field }
-        });
-        eprintln!("{v}");
+        /// `{"error": {"code", "message", "field"}}`, in this order.
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            code: &'a str,
+            message: &'a str,
+            field: Option<&'a str>,
+        }
+        #[derive(serde::Serialize)]
+        struct Report<'a> {
+            error: Body<'a>,
+        }
+        let report = Report {
+            error: Body {
+                code: class.code,
+                message: &message,
+                field: class.field.as_deref(),
+            },
+        };
+        match serde_json::to_string(&report) {
+            Ok(line) => eprintln!("{line}"),
+            Err(_) => eprintln!("error: {}", cli::output::escape(&message)),
+        }
     } else {
         eprintln!("error: {}", cli::output::escape(&message));
     }

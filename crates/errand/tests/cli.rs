@@ -1118,6 +1118,12 @@ fn json_errors_are_one_object_with_a_stable_code() {
         assert_eq!(v.as_object().unwrap().len(), 1, "{args:?}: only `error`: {v}");
         assert_eq!(e.as_object().unwrap().len(), 3, "{args:?}: code, message, field: {v}");
         assert!(!stderr.contains("s3cret"), "{args:?}: {stderr}");
+        let (c, m, f) = (
+            stderr.find("\"code\":"),
+            stderr.find("\"message\":"),
+            stderr.rfind("\"field\":"),
+        );
+        assert!(c < m && m < f, "{args:?}: code, message, field in that order: {stderr}");
     }
     // Without --json the same errors stay one line of text.
     let (exit, _, stderr) = s.fail(&["jobs", "show", "99"]);

@@ -390,7 +390,7 @@ pub fn redact_url(url: &str) -> String {
         .find_map(|s| password_span(&url[s..]).map(|(user_end, at)| (s + user_end, s + at)));
     let (head, tail) = match span {
         Some((user_end, at)) => (format!("{}:{HIDDEN}", &url[..user_end]), &url[at..]),
-        None => (String::new(), &url[..]),
+        None => (String::new(), url),
     };
     // The query begins at the first '?' after the password (if any).
     match tail.split_once('?') {
@@ -444,7 +444,10 @@ mod tests {
     #[test]
     fn redact_url_hides_every_secret() {
         let cases = [
-            ("postgres://bob:s3cret@db:5432/app", "postgres://bob:***@db:5432/app"),
+            (
+                "postgres://bob:s3cret@db:5432/app",
+                "postgres://bob:***@db:5432/app",
+            ),
             ("postgres://bob@db/app", "postgres://bob@db/app"),
             ("postgres://db/app", "postgres://db/app"),
             ("sqlite://errand.db", "sqlite://errand.db"),
@@ -513,7 +516,9 @@ mod tests {
 
     #[test]
     fn a_password_with_a_question_mark_is_refused_without_showing_it() {
-        let e = check_password_chars("postgres://app:S3cr?t@h/db").unwrap_err().to_string();
+        let e = check_password_chars("postgres://app:S3cr?t@h/db")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("postgres://app:***@h/db"), "{e}");
         assert!(e.contains("%3F") && !e.contains("S3cr"), "{e}");
         assert!(check_password_chars("postgres://app:p@ss@h/db?sslmode=disable").is_ok());

@@ -167,7 +167,11 @@ mod tests {
             assert!(e.contains("malformed PostgreSQL URL"), "{typo}: {e}");
             assert!(!e.contains("secret"), "{typo}: the password is not shown: {e}");
         }
-        for typo in ["postgres//u:secret@h/db", "postgresql//h/db", "Postgres:/u:secret@h/db"] {
+        for typo in [
+            "postgres//u:secret@h/db",
+            "postgresql//h/db",
+            "Postgres:/u:secret@h/db",
+        ] {
             let e = StoreUrl::parse(typo).unwrap_err().to_string();
             assert!(e.contains("malformed PostgreSQL URL"), "{typo}: {e}");
             assert!(!e.contains("secret"), "{typo}: the password is not shown: {e}");

@@ -157,9 +157,7 @@ fn log_filter(default_level: &str) -> Result<tracing_subscriber::EnvFilter, Conf
             return Err(bad(format!("{level:?} is not a level")));
         }
     }
-    EnvFilter::builder()
-        .parse(&value)
-        .map_err(|e| bad(e.to_string()))
+    EnvFilter::builder().parse(&value).map_err(|e| bad(e.to_string()))
 }
 
 fn init_logs(format: LogFormat, default_level: &str) -> Result<(), ConfigError> {
@@ -210,11 +208,17 @@ fn main() -> ExitCode {
             let field = e.get(clap::error::ContextKind::InvalidArg).map(|v| {
                 let arg = v.to_string();
                 let name = arg.trim_start_matches('-').split(' ').next().unwrap_or("");
-                name.trim_matches(['<', '>']).to_ascii_lowercase().replace('-', "_")
+                name.trim_matches(['<', '>'])
+                    .to_ascii_lowercase()
+                    .replace('-', "_")
             });
             let class = Class::new(2, "invalid_argument", field);
             let rendered = e.render().to_string();
-            let message = rendered.lines().next().unwrap_or("").trim_start_matches("error: ");
+            let message = rendered
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
             return emit(&class, message, true);
         }
     };

@@ -726,11 +726,7 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
             &["limit:", "out of range"],
         ),
         case(&["jobs", "show", "one"], 2, &["<ID>", "invalid value"]).by_parser(),
-        case(
-            &["jobs", "show", "-1"],
-            2,
-            &["id:", "must be a positive integer"],
-        ),
+        case(&["jobs", "show", "-1"], 2, &["id:", "must be a positive integer"]),
         case(&["jobs", "show", "0"], 2, &["id:", "must be a positive integer"]),
         case(
             &["jobs", "cancel", "-7"],
@@ -813,7 +809,11 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
                 "k",
             ],
             2,
-            &["invalid PostgreSQL URL", "postgres://app:***@127.0.0.1:1/x", "%3F"],
+            &[
+                "invalid PostgreSQL URL",
+                "postgres://app:***@127.0.0.1:1/x",
+                "%3F",
+            ],
         )
         .hides("S3cr"),
         case(
@@ -835,18 +835,17 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
         )
         .file("c.toml", "database = \"postgres://u:s3cret@h/db\n")
         .hides("s3cret"),
+        case(&["--config", "c.toml", "enqueue", "k"], 2, &["c.toml", "line 1"])
+            .file("c.toml", "database = \"postgres://u:p@ss?w0rd@h/db\" x\n")
+            .hides("p@ss?w0rd")
+            .hides("?w0rd"),
         case(
-            &["--config", "c.toml", "enqueue", "k"],
+            &["jobs", "list"],
             2,
-            &["c.toml", "line 1"],
+            &["ERRAND_LOG:", "\"verbose\"", "not a log filter"],
         )
-        .file("c.toml", "database = \"postgres://u:p@ss?w0rd@h/db\" x\n")
-        .hides("p@ss?w0rd")
-        .hides("?w0rd"),
-        case(&["jobs", "list"], 2, &["ERRAND_LOG:", "\"verbose\"", "not a log filter"])
-            .env("ERRAND_LOG", "verbose"),
-        case(&["jobs", "list"], 2, &["ERRAND_LOG:", "not a log filter"])
-            .env("ERRAND_LOG", "errand=loud"),
+        .env("ERRAND_LOG", "verbose"),
+        case(&["jobs", "list"], 2, &["ERRAND_LOG:", "not a log filter"]).env("ERRAND_LOG", "errand=loud"),
         case(
             &["bench", "--backend", "postgres"],
             2,
@@ -1087,13 +1086,33 @@ fn json_errors_are_one_object_with_a_stable_code() {
     s.ok(&["enqueue", "seed"]);
     let cases: Vec<(Vec<&str>, i32, &str, Value)> = vec![
         (vec!["enqueue", "bad kind"], 2, "kind_invalid", json!("kind")),
-        (vec!["enqueue", "k", "--in", "-5m"], 2, "duration_negative", json!("in")),
-        (vec!["enqueue", "k", "--args", "@/dev/zero"], 2, "args_too_large", json!("args")),
+        (
+            vec!["enqueue", "k", "--in", "-5m"],
+            2,
+            "duration_negative",
+            json!("in"),
+        ),
+        (
+            vec!["enqueue", "k", "--args", "@/dev/zero"],
+            2,
+            "args_too_large",
+            json!("args"),
+        ),
         (vec!["jobs", "show", "-1"], 2, "id_invalid", json!("id")),
         (vec!["jobs", "show", "99"], 3, "not_found", Value::Null),
         (vec!["jobs", "retry", "1"], 3, "invalid_state", Value::Null),
-        (vec!["enqueue", "k", "--priority", "high"], 2, "invalid_argument", json!("priority")),
-        (vec!["--durability", "fast", "jobs", "list"], 2, "config_invalid", json!("durability")),
+        (
+            vec!["enqueue", "k", "--priority", "high"],
+            2,
+            "invalid_argument",
+            json!("priority"),
+        ),
+        (
+            vec!["--durability", "fast", "jobs", "list"],
+            2,
+            "config_invalid",
+            json!("durability"),
+        ),
         (
             vec!["--database", "postgres://u:s3cret@127.0.0.1:1/x", "jobs", "list"],
             1,
@@ -1110,20 +1129,31 @@ fn json_errors_are_one_object_with_a_stable_code() {
         assert_eq!(exit, code, "{args:?}: {stderr}");
         assert_eq!(stdout, "", "{args:?}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
-        let v: Value = serde_json::from_str(&stderr).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stderr}"));
+        let v: Value =
+            serde_json::from_str(&stderr).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stderr}"));
         let e = &v["error"];
         assert_eq!(e["code"], error_code, "{args:?}: {v}");
         assert_eq!(e["field"], field, "{args:?}: {v}");
-        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{args:?}: {v}");
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{args:?}: {v}"
+        );
         assert_eq!(v.as_object().unwrap().len(), 1, "{args:?}: only `error`: {v}");
-        assert_eq!(e.as_object().unwrap().len(), 3, "{args:?}: code, message, field: {v}");
+        assert_eq!(
+            e.as_object().unwrap().len(),
+            3,
+            "{args:?}: code, message, field: {v}"
+        );
         assert!(!stderr.contains("s3cret"), "{args:?}: {stderr}");
         let (c, m, f) = (
             stderr.find("\"code\":"),
             stderr.find("\"message\":"),
             stderr.rfind("\"field\":"),
         );
-        assert!(c < m && m < f, "{args:?}: code, message, field in that order: {stderr}");
+        assert!(
+            c < m && m < f,
+            "{args:?}: code, message, field in that order: {stderr}"
+        );
     }
     // Without --json the same errors stay one line of text.
     let (exit, _, stderr) = s.fail(&["jobs", "show", "99"]);
@@ -1144,7 +1174,8 @@ fn stored_text_is_escaped_for_people_and_text_logs() {
          [maintenance]\ninterval = \"200ms\"\n",
     )
     .unwrap();
-    let evil = "printf 'boom\\033]0;pwned\\007\\033[2J\\n2026-01-01T00:00:00Z  INFO forged line\\n' >&2; exit 3";
+    let evil =
+        "printf 'boom\\033]0;pwned\\007\\033[2J\\n2026-01-01T00:00:00Z  INFO forged line\\n' >&2; exit 3";
     let failing = json!({"argv": ["sh", "-c", evil], "permanent_exit_codes": [3]}).to_string();
     let id = s.json(&["enqueue", "command", "--args", &failing])["id"].to_string();
     let ok = s.json(&["enqueue", "command", "--args", r#"{"argv":["true"]}"#])["id"].to_string();
@@ -1164,39 +1195,69 @@ fn stored_text_is_escaped_for_people_and_text_logs() {
 
     let raw = s.json(&["jobs", "show", &id]);
     let error = raw["errors"][0]["message"].as_str().expect("an error message");
-    assert!(error.contains("\u{1b}]0;pwned"), "JSON keeps the raw text: {error:?}");
+    assert!(
+        error.contains("\u{1b}]0;pwned"),
+        "JSON keeps the raw text: {error:?}"
+    );
 
     let unsafe_char = |c: char| {
         (c.is_control() && c != '\n')
             || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{61c}')
     };
-    for args in [vec!["jobs", "show", id.as_str()], vec!["jobs", "show", shady_id.as_str()], vec!["jobs", "list"]] {
+    for args in [
+        vec!["jobs", "show", id.as_str()],
+        vec!["jobs", "show", shady_id.as_str()],
+        vec!["jobs", "list"],
+    ] {
         let shown = s.ok(&args);
-        assert!(!shown.chars().any(unsafe_char), "{args:?} prints a control character: {shown:?}");
         assert!(
-            !shown.lines().any(|l| l.starts_with("2026-01-01") || l.starts_with('b')),
+            !shown.chars().any(unsafe_char),
+            "{args:?} prints a control character: {shown:?}"
+        );
+        assert!(
+            !shown
+                .lines()
+                .any(|l| l.starts_with("2026-01-01") || l.starts_with('b')),
             "{args:?}: a forged line: {shown}"
         );
     }
     let shown = s.ok(&["jobs", "show", &id]);
-    assert!(shown.contains(r"\u{1b}]0;pwned\u{7}\u{1b}[2J\n2026-01-01"), "{shown}");
+    assert!(
+        shown.contains(r"\u{1b}]0;pwned\u{7}\u{1b}[2J\n2026-01-01"),
+        "{shown}"
+    );
     let shown = s.ok(&["jobs", "show", &shady_id]);
-    assert!(shown.contains(r"\u{9b}31m") && shown.contains(r"\u{202e}gpj.exe"), "{shown}");
+    assert!(
+        shown.contains(r"\u{9b}31m") && shown.contains(r"\u{202e}gpj.exe"),
+        "{shown}"
+    );
 
     let log = work.log_text();
-    assert!(!log.chars().any(unsafe_char), "the log holds a control character: {log:?}");
+    assert!(
+        !log.chars().any(unsafe_char),
+        "the log holds a control character: {log:?}"
+    );
     assert!(
         !log.lines().any(|l| l.starts_with("2026-01-01")),
         "a forged log line: {log}"
     );
     let finished: Vec<&str> = log.lines().filter(|l| l.contains("job finished")).collect();
     assert_eq!(finished.len(), 1, "one line per finished job: {log}");
-    for needle in [" INFO ", &format!("job_id={ok}"), "outcome=completed", "duration_ms="] {
+    for needle in [
+        " INFO ",
+        &format!("job_id={ok}"),
+        "outcome=completed",
+        "duration_ms=",
+    ] {
         assert!(finished[0].contains(needle), "{needle:?} in {:?}", finished[0]);
     }
     let failed: Vec<&str> = log.lines().filter(|l| l.contains("job failed")).collect();
     assert_eq!(failed.len(), 1, "{log}");
-    assert!(failed[0].contains("outcome=discarded") && failed[0].contains("duration_ms="), "{}", failed[0]);
+    assert!(
+        failed[0].contains("outcome=discarded") && failed[0].contains("duration_ms="),
+        "{}",
+        failed[0]
+    );
 }
 
 /// JSON logs give `job_id` as a number, like `attempt`, and `duration_ms`;
@@ -1237,7 +1298,10 @@ fn json_logs_give_job_ids_as_numbers_and_log_jobs_can_be_turned_off() {
         let line = finished[0];
         assert_eq!(line["level"], "INFO", "{line}");
         assert_eq!(line["job_id"], id, "a number: {line}");
-        assert!(line["attempt"].is_number() && line["duration_ms"].is_number(), "{line}");
+        assert!(
+            line["attempt"].is_number() && line["duration_ms"].is_number(),
+            "{line}"
+        );
         assert_eq!(line["outcome"], "completed", "{line}");
     }
 }
@@ -1248,11 +1312,22 @@ fn json_logs_give_job_ids_as_numbers_and_log_jobs_can_be_turned_off() {
 #[test]
 fn queues_list_fits_100_columns_and_agrees_with_its_json() {
     let s = Scratch::new();
-    s.ok(&["enqueue", "k", "--queue", "mailers", "--at", "2020-01-01T00:00:00Z"]);
+    s.ok(&[
+        "enqueue",
+        "k",
+        "--queue",
+        "mailers",
+        "--at",
+        "2020-01-01T00:00:00Z",
+    ]);
     s.ok(&["enqueue", "k", "--in", "1h"]);
     let table = s.ok(&["queues", "list"]);
     for line in table.lines() {
-        assert!(line.chars().count() <= 100, "{} columns: {line:?}", line.chars().count());
+        assert!(
+            line.chars().count() <= 100,
+            "{} columns: {line:?}",
+            line.chars().count()
+        );
     }
     let qs = s.json(&["queues", "list"]);
     let mailers = qs
@@ -1263,7 +1338,10 @@ fn queues_list_fits_100_columns_and_agrees_with_its_json() {
         .expect("mailers")
         .clone();
     let age = mailers["oldest_age_ms"].as_u64().expect("an age in ms");
-    assert!(age < 60_000, "waiting since it was enqueued, not since 2020: {age} ms");
+    assert!(
+        age < 60_000,
+        "waiting since it was enqueued, not since 2020: {age} ms"
+    );
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     let row: Vec<&str> = table
         .lines()
@@ -1277,7 +1355,7 @@ fn queues_list_fits_100_columns_and_agrees_with_its_json() {
         let json_value = match key.as_str() {
             "queue" => mailers["name"].clone(),
             "oldest_age" => continue,
-            "paused" => json!(if *cell == "yes" { true } else { false }),
+            "paused" => mailers["paused"].clone(),
             _ if mailers["counts"].get(&key).is_some() => mailers["counts"][&key].clone(),
             _ => mailers
                 .get(&key)
@@ -1350,10 +1428,14 @@ fn bench_worker_processes_take_the_database_url_from_the_environment() {
     }
     let (argv, env) = seen.unwrap_or_else(|| panic!("no worker process seen; log:\n{}", bench.log_text()));
     assert!(argv.contains("--worker-process"), "{argv}");
-    assert!(!argv.contains("--database") && !argv.contains("sqlite://"), "the URL is on the command line: {argv}");
+    assert!(
+        !argv.contains("--database") && !argv.contains("sqlite://"),
+        "the URL is on the command line: {argv}"
+    );
     let env = String::from_utf8_lossy(&env);
     assert!(
-        env.split('\0').any(|v| v.starts_with("ERRAND_DATABASE_URL=sqlite://")),
+        env.split('\0')
+            .any(|v| v.starts_with("ERRAND_DATABASE_URL=sqlite://")),
         "the URL is not in the environment"
     );
     // Seen: no need to finish the bench (its worker processes stop when
@@ -1367,18 +1449,28 @@ fn bench_worker_processes_take_the_database_url_from_the_environment() {
 #[test]
 fn help_separates_global_options() {
     let s = Scratch::new();
-    for args in [vec!["jobs", "list", "--help"], vec!["enqueue", "--help"], vec!["queues", "list", "--help"]] {
+    for args in [
+        vec!["jobs", "list", "--help"],
+        vec!["enqueue", "--help"],
+        vec!["queues", "list", "--help"],
+    ] {
         let mut cmd = s.bare();
-        cmd.env("ERRAND_DATABASE_URL", "postgres://u:s3cret@h/db").args(&args);
+        cmd.env("ERRAND_DATABASE_URL", "postgres://u:s3cret@h/db")
+            .args(&args);
         let help = common::expect_ok(&args, cmd.output().unwrap());
-        let heading = help.find("Global options:").unwrap_or_else(|| panic!("{args:?}: {help}"));
+        let heading = help
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("{args:?}: {help}"));
         assert!(help[heading..].contains("--database"), "{args:?}: {help}");
         assert!(!help[..heading].contains("--database"), "{args:?}: {help}");
         assert!(!help.contains("s3cret"), "{args:?}: {help}");
     }
     for sub in ["next", "translate", "check"] {
         let help = s.ok(&["schedule", sub, "--help"]);
-        assert!(!help.contains("--database") && !help.contains("--durability"), "{sub}: {help}");
+        assert!(
+            !help.contains("--database") && !help.contains("--durability"),
+            "{sub}: {help}"
+        );
     }
 }
 
@@ -1391,13 +1483,17 @@ fn postgres_url_secrets_never_reach_messages_or_logs() {
     let url = "postgres://app:s3cret@127.0.0.1:1/x?sslpassword=pw123&connect_timeout=1&api_token=tk456";
     for level in ["debug", "trace"] {
         let mut cmd = s.bare();
-        cmd.env("ERRAND_LOG", level).args(["--database", url, "jobs", "list"]);
+        cmd.env("ERRAND_LOG", level)
+            .args(["--database", url, "jobs", "list"]);
         let (code, _, stderr) = common::split(cmd.output().unwrap());
         assert_eq!(code, 1, "unreachable: {stderr}");
         for secret in ["s3cret", "pw123", "tk456"] {
             assert!(!stderr.contains(secret), "{level}: shows {secret}: {stderr}");
         }
-        assert!(stderr.contains("sslpassword"), "the unknown parameter is named: {stderr}");
+        assert!(
+            stderr.contains("sslpassword"),
+            "the unknown parameter is named: {stderr}"
+        );
         assert!(stderr.contains("cannot connect to the store"), "{stderr}");
     }
 }
@@ -1423,6 +1519,10 @@ fn bench_text_report_does_not_quote_strings() {
         .lines()
         .find(|l| l.starts_with("backend "))
         .unwrap_or_else(|| panic!("no backend line: {out}"));
-    assert_eq!(backend.split_whitespace().collect::<Vec<_>>(), ["backend", "sqlite"], "{out}");
+    assert_eq!(
+        backend.split_whitespace().collect::<Vec<_>>(),
+        ["backend", "sqlite"],
+        "{out}"
+    );
     assert!(!out.contains('"'), "{out}");
 }

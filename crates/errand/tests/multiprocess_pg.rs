@@ -398,7 +398,10 @@ fn json_jobs_read_the_same_on_both_stores() {
         .iter()
         .map(|db| masked(run(db, &["jobs", "show", "1"])))
         .collect();
-    assert_eq!(shown[0], shown[1], "jobs show --json differs between SQLite and PostgreSQL");
+    assert_eq!(
+        shown[0], shown[1],
+        "jobs show --json differs between SQLite and PostgreSQL"
+    );
     assert!(
         shown[0].contains(r#""args":{"alpha":{"b":[{"a":"x","k":1}],"y":2},"mid":null,"zeta":1}"#),
         "args is a JSON value with sorted keys: {}",
@@ -409,5 +412,8 @@ fn json_jobs_read_the_same_on_both_stores() {
         .iter()
         .map(|db| masked(run(db, &["jobs", "list"])))
         .collect();
-    assert_eq!(listed[0], listed[1], "jobs list --json differs between SQLite and PostgreSQL");
+    assert_eq!(
+        listed[0], listed[1],
+        "jobs list --json differs between SQLite and PostgreSQL"
+    );
 }

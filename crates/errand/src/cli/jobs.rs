@@ -42,7 +42,12 @@ pub(crate) struct EnqueueArgs {
     #[arg(long)]
     pub(crate) unique_key: Option<String>,
     /// With --unique-key: deduplicate for this long after the first enqueue instead.
-    #[arg(long, requires = "unique_key", value_name = "DURATION", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        requires = "unique_key",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub(crate) unique_for: Option<String>,
     /// Never start the job later than this after now (10m, 1h).
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
@@ -487,7 +492,8 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
                     n(JobState::Scheduled),
                     n(JobState::Running),
                     n(JobState::Retryable),
-                    q.oldest_available_age.map_or_else(|| "-".into(), output::short_age),
+                    q.oldest_available_age
+                        .map_or_else(|| "-".into(), output::short_age),
                     q.completed_total.to_string(),
                     q.discarded_total.to_string(),
                 ]);

@@ -179,12 +179,23 @@ mod tests {
 
     #[test]
     fn hidden_options_still_parse_and_help_still_works() {
-        let parse = |args: &[&str]| command().try_get_matches_from(args).map(|_| ()).map_err(|e| e.kind());
+        let parse = |args: &[&str]| {
+            command()
+                .try_get_matches_from(args)
+                .map(|_| ())
+                .map_err(|e| e.kind())
+        };
         assert_eq!(
             parse(&["errand", "schedule", "next", "--help"]),
             Err(clap::error::ErrorKind::DisplayHelp)
         );
-        assert_eq!(parse(&["errand", "--database", "x.db", "schedule", "next", "* * * * *"]), Ok(()));
-        assert_eq!(parse(&["errand", "schedule", "next", "--durability", "full", "@daily"]), Ok(()));
+        assert_eq!(
+            parse(&["errand", "--database", "x.db", "schedule", "next", "* * * * *"]),
+            Ok(())
+        );
+        assert_eq!(
+            parse(&["errand", "schedule", "next", "--durability", "full", "@daily"]),
+            Ok(())
+        );
     }
 }

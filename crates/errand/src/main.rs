@@ -131,23 +131,31 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The log filter: `ERRAND_LOG` (else `RUST_LOG`), else `default_level`.
-/// A directive is a level (`trace`, `debug`, `info`, `warn`, `error`,
-/// `off`) or `TARGET=LEVEL`; anything else is refused, naming the variable,
-/// rather than silently logging nothing.
+/// The log filter: `ERRAND_LOG` (else `RUST_LOG`), else `default_level`
+/// (an empty variable counts as unset).
 fn log_filter(default_level: &str) -> Result<tracing_subscriber::EnvFilter, ConfigError> {
-    use tracing_subscriber::EnvFilter;
-    let Some((var, value)) = ["ERRAND_LOG", "RUST_LOG"]
-        .into_iter()
-        .find_map(|var| std::env::var(var).ok().map(|v| (var, v)))
-    else {
-        return Ok(EnvFilter::new(default_level));
-    };
+    let from_env = ["ERRAND_LOG", "RUST_LOG"].into_iter().find_map(|var| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (var, v))
+    });
+    match from_env {
+        Some((var, value)) => parse_log_filter(var, &value),
+        None => Ok(tracing_subscriber::EnvFilter::new(default_level)),
+    }
+}
+
+/// Parses the log filter `value` of the variable `var`. A directive is a
+/// level (`trace`, `debug`, `info`, `warn`, `error`, `off`) or
+/// `TARGET=LEVEL`; anything else is refused, naming the variable, rather
+/// than silently logging nothing (a bare word would be read as a target).
+fn parse_log_filter(var: &str, value: &str) -> Result<tracing_subscriber::EnvFilter, ConfigError> {
     let bad = |why: String| {
         ConfigError(format!(
             "{var}: {:?} is not a log filter: {why} (use a level such as info or debug, \
              or TARGET=LEVEL, comma-separated)",
-            cli::output::escape(&value)
+            cli::output::escape(value)
         ))
     };
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
@@ -157,7 +165,9 @@ fn log_filter(default_level: &str) -> Result<tracing_subscriber::EnvFilter, Conf
             return Err(bad(format!("{level:?} is not a level")));
         }
     }
-    EnvFilter::builder().parse(&value).map_err(|e| bad(e.to_string()))
+    tracing_subscriber::EnvFilter::builder()
+        .parse(value)
+        .map_err(|e| bad(e.to_string()))
 }
 
 fn init_logs(format: LogFormat, default_level: &str) -> Result<(), ConfigError> {
@@ -292,4 +302,60 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Bench(_) => unreachable!("handled above"),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filters_are_levels_or_target_levels() {
+        for good in [
+            "info",
+            "DEBUG",
+            "warn,errand_engine=debug",
+            "errand::cli=trace, off",
+            "sqlx=warn",
+        ] {
+            assert!(parse_log_filter("ERRAND_LOG", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "verbose",
+            "errand_engine",
+            "info,loud",
+            "errand=loud",
+            "=",
+            "a=b=c",
+        ] {
+            let e = parse_log_filter("ERRAND_LOG", bad).unwrap_err();
+            assert!(e.0.starts_with("ERRAND_LOG: "), "{bad}: {e}");
+            assert_eq!(e.field().as_deref(), Some("ERRAND_LOG"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_are_classified_in_one_place() {
+        let v = anyhow::Error::new(ValidationError {
+            field: "queue",
+            code: "queue_name_invalid",
+            message: "bad".into(),
+            index: None,
+        });
+        assert_eq!(
+            classify(&v),
+            Class::new(2, "queue_name_invalid", Some("queue".into()))
+        );
+        let nf = anyhow::Error::new(StoreError::NotFound(errand::JobId(9)));
+        assert_eq!(classify(&nf), Class::new(3, "not_found", None));
+        let down = anyhow::Error::new(StoreError::Connect("x".into())).context("opening");
+        assert_eq!(classify(&down), Class::new(1, "store_unavailable", None));
+        let cfg = anyhow::Error::new(ConfigError("worker.lease: not a duration".into()));
+        assert_eq!(
+            classify(&cfg),
+            Class::new(2, "config_invalid", Some("worker.lease".into()))
+        );
+        let io = anyhow::Error::new(std::io::Error::other("disk"));
+        assert_eq!(classify(&io), Class::new(1, "io_error", None));
+        assert_eq!(classify(&anyhow::anyhow!("?")), Class::new(1, "failed", None));
+    }
 }

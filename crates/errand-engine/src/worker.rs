@@ -136,6 +136,10 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// The retry policy when neither job, kind nor queue sets one.
     pub default_retry: RetryPolicy,
+    /// Log every finished job at `info` (`job finished`, with its outcome
+    /// and `duration_ms`; default true). Failed attempts are logged as
+    /// warnings (`job failed`) either way.
+    pub log_finished: bool,
 }
 
 impl WorkerConfig {
@@ -200,6 +204,7 @@ impl Default for WorkerConfig {
             completion_batch: 2000,
             shutdown_grace: Duration::from_secs(30),
             default_retry: RetryPolicy::default(),
+            log_finished: true,
         }
     }
 }
@@ -787,6 +792,7 @@ async fn fetch_loop(
 }
 
 async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, reason: Arc<AtomicU8>) {
+    let started = std::time::Instant::now();
     let token = job.lease.as_ref().map_or(0, |l| l.token);
     let now = shared.rt.clock.now();
     let executor = shared.executors.get(&job.kind);
@@ -844,16 +850,21 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
             }
         }
     };
+    // One line per finished job: its id as a number, its outcome (the state
+    // it goes to) and how long it took.
+    let duration_ms = started.elapsed().as_millis() as u64;
     match &finish {
         Finish::Retry { error, .. } | Finish::Discard { error } => tracing::warn!(
-            job_id = %job.id, queue = %ctx.queue(), kind = %ctx.kind(), attempt = job.attempt,
-            tenant = ctx.tenant().unwrap_or(""), error = %error.message,
-            discarded = matches!(finish, Finish::Discard { .. }), "job failed"
+            job_id = job.id.0, queue = %ctx.queue(), kind = %ctx.kind(), attempt = job.attempt,
+            tenant = ctx.tenant().unwrap_or(""), outcome = %finish.target_state(), duration_ms,
+            error = %error.message, "job failed"
         ),
-        _ => tracing::debug!(
-            job_id = %job.id, queue = %ctx.queue(), kind = %ctx.kind(), attempt = job.attempt,
-            tenant = ctx.tenant().unwrap_or(""), state = %finish.target_state(), "job finished"
+        _ if shared.config.log_finished => tracing::info!(
+            job_id = job.id.0, queue = %ctx.queue(), kind = %ctx.kind(), attempt = job.attempt,
+            tenant = ctx.tenant().unwrap_or(""), outcome = %finish.target_state(), duration_ms,
+            "job finished"
         ),
+        _ => {}
     }
     let _ = shared
         .done_tx

@@ -1,3 +1,4 @@
--- The oldest available job's run_at per queue. Reads only the partial index
--- jobs_fetch (the backlog).
-SELECT queue, min(run_at) AS oldest FROM __SCHEMA__.jobs WHERE state = 'available' GROUP BY queue
+-- When the longest-waiting available job of each queue became available:
+-- when it was due, or when it was enqueued if it was enqueued already due
+-- (a run_at in the past). Reads only the backlog (state = 'available').
+SELECT queue, min(GREATEST(run_at, created_at)) AS oldest FROM __SCHEMA__.jobs WHERE state = 'available' GROUP BY queue

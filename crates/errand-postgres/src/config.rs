@@ -39,7 +39,7 @@ impl std::fmt::Debug for PostgresConfig {
     // The URL may carry a password: never print it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresConfig")
-            .field("url", &redact(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("schema", &self.schema)
             .field("max_connections", &self.max_connections)
             .field("min_connections", &self.min_connections)
@@ -203,7 +203,7 @@ pub(crate) fn take_connect_timeout(url: &str) -> Result<(String, Option<Duration
                 let secs: i64 = value.trim().parse().map_err(|_| {
                     StoreError::InvalidConfig(format!(
                         "invalid PostgreSQL URL {}: connect_timeout must be a whole number of seconds (got {value:?})",
-                        redact(url)
+                        redact_url(url)
                     ))
                 })?;
                 // libpq: zero or less waits for ever. A day is as long as
@@ -222,20 +222,219 @@ pub(crate) fn take_connect_timeout(url: &str) -> Result<(String, Option<Duration
     Ok((url, timeout))
 }
 
-/// The URL without its password (and without its query, which may hold one too).
-pub(crate) fn redact(url: &str) -> String {
-    let (main, _query) = url.split_once('?').unwrap_or((url, ""));
-    let Some((scheme, rest)) = main.split_once("://") else {
-        return "<unparseable URL>".to_owned();
-    };
-    // The authority ends at the first '/' after the last '@'.
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}@{host}")
+/// The query parameters the driver understands (besides `connect_timeout`,
+/// which [`take_connect_timeout`] handles). The driver warns about any other
+/// one with its value, which may be a secret; such parameters are taken out
+/// beforehand and named (without their values) by [`take_unknown_params`].
+const DRIVER_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Takes the query parameters the driver does not know out of `url`.
+/// Returns the URL without them and their names.
+pub(crate) fn take_unknown_params(url: &str) -> (String, Vec<String>) {
+    let (main, query) = match password_span(url.split_once("://").map_or(url, |(_, r)| r)) {
+        // A '?' inside the password does not start the query.
+        Some((_, at)) => {
+            let offset = url.find("://").map_or(0, |i| i + 3) + at;
+            match url[offset..].split_once('?') {
+                Some((before, q)) => (&url[..offset + before.len()], q),
+                None => return (url.to_owned(), Vec::new()),
+            }
         }
-        None => format!("{scheme}://{rest}"),
+        None => match url.split_once('?') {
+            Some(split) => split,
+            None => return (url.to_owned(), Vec::new()),
+        },
+    };
+    let mut unknown = Vec::new();
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            let known = key.is_empty()
+                || DRIVER_PARAMS.contains(&key)
+                || (key.starts_with("options[") && key.ends_with(']'));
+            if !known {
+                unknown.push(key.to_owned());
+            }
+            known
+        })
+        .collect();
+    if kept.is_empty() {
+        (main.to_owned(), unknown)
+    } else {
+        (format!("{main}?{}", kept.join("&")), unknown)
     }
+}
+
+/// Refuses a password holding a character that ends the user information
+/// of a URL (`?`, `#`, `/`): the driver would read the rest as the query
+/// or the path and report a confusing error (such as an invalid port).
+pub(crate) fn check_password_chars(url: &str) -> Result<(), StoreError> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    if let Some((user_end, at)) = password_span(rest) {
+        let password = &rest[user_end + 1..at];
+        if let Some(c) = password.chars().find(|c| matches!(c, '?' | '#' | '/')) {
+            return Err(StoreError::InvalidConfig(format!(
+                "invalid PostgreSQL URL {}: the password holds {c:?}, which must be \
+                 percent-encoded in a URL (%{:02X})",
+                redact_url(url),
+                c as u32
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What replaces a hidden secret in [`redact_url`]'s output.
+const HIDDEN: &str = "***";
+
+/// Whether a URL query parameter of this name carries a secret
+/// (`password`, `sslpassword`, anything with `password`, `passwd`,
+/// `secret`, `token` or `key` in its name, in any case).
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "key"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// Where the authority of `rest` (a URL after its scheme) ends when it
+/// carries a user and password: the `@` that separates them from the host.
+/// Returns `(end of the user name, position of that '@')`, or `None` when
+/// `rest` has no password.
+///
+/// A password may hold `@`, `?`, `/`, `:` or `#` unescaped (a common
+/// mistake), so the separating `@` is the last one followed by something
+/// that looks like a host, not the first.
+fn password_span(rest: &str) -> Option<(usize, usize)> {
+    let colon = rest.find(':')?;
+    let user = &rest[..colon];
+    if user.contains(['/', '?', '#', '@']) {
+        return None;
+    }
+    let after = &rest[colon + 1..];
+    let looks_like_host = |h: &str| {
+        let host = h.split(['/', '?', '#']).next().unwrap_or("");
+        !host.contains(['=', '&', '@', ' ', '"', '\''])
+    };
+    let at = after
+        .match_indices('@')
+        .map(|(i, _)| i)
+        .rev()
+        .find(|&i| looks_like_host(&after[i + 1..]))?;
+    Some((colon, colon + 1 + at))
+}
+
+/// Hides the values of secret query parameters (see [`is_secret_param`]).
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if is_secret_param(k) => format!("{k}={HIDDEN}"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A database URL with every secret replaced by `***`, for logs and error
+/// messages: the password of its user information (`USER:PASS@`, even when
+/// the password holds `@`, `?`, `:` or `/`), and the values of query
+/// parameters named like a secret (`password`, `sslpassword`, anything
+/// with `password`, `secret`, `token` or `key` in its name). Also handles
+/// a URL whose scheme is mistyped (`postgres//u:p@h/db`, `postgresql:u:p@h`)
+/// and any text that is not a URL at all, which is returned unchanged
+/// unless it looks like `USER:PASS@HOST`. This is the one redaction every
+/// message that may show a database URL goes through.
+///
+/// ```
+/// use errand_postgres::redact_url;
+/// assert_eq!(redact_url("postgres://app:p@ss?w@db:5432/jobs"), "postgres://app:***@db:5432/jobs");
+/// assert_eq!(redact_url("postgres://db/jobs?sslpassword=x&sslmode=require"),
+///            "postgres://db/jobs?sslpassword=***&sslmode=require");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    // Where the part after the scheme starts: after "://", else after a
+    // mistyped "//", else at the start (a scheme-less "USER:PASS@HOST").
+    let starts = match url.find("://") {
+        Some(i) => vec![i + 3],
+        None => {
+            let mut v = vec![0];
+            if let Some(i) = url.find("//") {
+                v.push(i + 2);
+            }
+            v
+        }
+    };
+    let span = starts
+        .into_iter()
+        .find_map(|s| password_span(&url[s..]).map(|(user_end, at)| (s + user_end, s + at)));
+    let (head, tail) = match span {
+        Some((user_end, at)) => (format!("{}:{HIDDEN}", &url[..user_end]), &url[at..]),
+        None => (String::new(), url),
+    };
+    // The query begins at the first '?' after the password (if any).
+    match tail.split_once('?') {
+        Some((before, query)) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((q, f)) => (q, Some(f)),
+                None => (query, None),
+            };
+            let mut out = format!("{head}{before}?{}", redact_query(query));
+            if let Some(f) = fragment {
+                out.push('#');
+                out.push_str(f);
+            }
+            out
+        }
+        None => format!("{head}{tail}"),
+    }
+}
+
+/// `text` with every URL-like word in it passed through [`redact_url`]: for
+/// messages that quote free text which may hold a database URL, such as a
+/// line of a configuration file. A word is a run of characters between
+/// white space and quotes; only words holding `://` or `@` are touched.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.contains("://") || word.contains('@') {
+            out.push_str(&redact_url(word));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() || c == '"' || c == '\'' || c == '`' {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -243,13 +442,100 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redact_drops_password_and_query() {
+    fn redact_url_hides_every_secret() {
+        let cases = [
+            (
+                "postgres://bob:s3cret@db:5432/app",
+                "postgres://bob:***@db:5432/app",
+            ),
+            ("postgres://bob@db/app", "postgres://bob@db/app"),
+            ("postgres://db/app", "postgres://db/app"),
+            ("sqlite://errand.db", "sqlite://errand.db"),
+            ("errand.db", "errand.db"),
+            ("/tmp/a@b.db", "/tmp/a@b.db"),
+            // '@', '?', ':', '/', '#' inside the password
+            ("postgres://u:p@ss@host/db", "postgres://u:***@host/db"),
+            ("postgres://app:S3cr?t@h:5432/db", "postgres://app:***@h:5432/db"),
+            ("postgres://app:a:b/c#d@h/db", "postgres://app:***@h/db"),
+            ("postgresql://u:%40x@h/db", "postgresql://u:***@h/db"),
+            // secrets in the query
+            (
+                "postgres://bob:s3cret@db/app?password=x",
+                "postgres://bob:***@db/app?password=***",
+            ),
+            (
+                "postgres://db/app?sslmode=require&sslpassword=pw&application_name=a",
+                "postgres://db/app?sslmode=require&sslpassword=***&application_name=a",
+            ),
+            (
+                "postgres://db/app?api_Token=t&client_secret=s&sslkey=/k&x=1",
+                "postgres://db/app?api_Token=***&client_secret=***&sslkey=***&x=1",
+            ),
+            (
+                "postgres://u:pw@db/app?PASSWORD=x#frag",
+                "postgres://u:***@db/app?PASSWORD=***#frag",
+            ),
+            // mistyped schemes and scheme-less forms
+            ("postgres//u:secret@h/db", "postgres//u:***@h/db"),
+            ("postgresql:u:secret@h/db", "postgresql:***@h/db"),
+            ("u:secret@h/db", "u:***@h/db"),
+            ("nonsense", "nonsense"),
+            ("", ""),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+        for (url, _) in cases {
+            let shown = redact_url(url);
+            for secret in ["s3cret", "secret", "p@ss", "S3cr?t", "pw", "%40x", "a:b/c"] {
+                if url.contains(secret) && !url.starts_with("nonsense") {
+                    assert!(!shown.contains(&format!(":{secret}@")), "{url}: {shown}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_params_are_taken_out_by_name() {
         assert_eq!(
-            redact("postgres://bob:s3cret@db:5432/app?password=x"),
-            "postgres://bob@db:5432/app"
+            take_unknown_params("postgres://u:p?w@h/db?sslmode=disable&sslpassword=x&options[a]=b&bogus"),
+            (
+                "postgres://u:p?w@h/db?sslmode=disable&options[a]=b".to_owned(),
+                vec!["sslpassword".to_owned(), "bogus".to_owned()]
+            )
         );
-        assert_eq!(redact("postgres://db/app"), "postgres://db/app");
-        assert_eq!(redact("nonsense"), "<unparseable URL>");
+        assert_eq!(
+            take_unknown_params("postgres://h/db?secret_token=1"),
+            ("postgres://h/db".to_owned(), vec!["secret_token".to_owned()])
+        );
+        assert_eq!(
+            take_unknown_params("postgres://h/db"),
+            ("postgres://h/db".to_owned(), vec![])
+        );
+    }
+
+    #[test]
+    fn a_password_with_a_question_mark_is_refused_without_showing_it() {
+        let e = check_password_chars("postgres://app:S3cr?t@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("postgres://app:***@h/db"), "{e}");
+        assert!(e.contains("%3F") && !e.contains("S3cr"), "{e}");
+        assert!(check_password_chars("postgres://app:p@ss@h/db?sslmode=disable").is_ok());
+        assert!(check_password_chars("postgres://h/db?password=a?b").is_ok());
+    }
+
+    #[test]
+    fn redact_text_hides_urls_in_free_text() {
+        assert_eq!(
+            redact_text("database = \"postgres://u:secret@h/db"),
+            "database = \"postgres://u:***@h/db"
+        );
+        assert_eq!(redact_text("database = 5"), "database = 5");
+        assert_eq!(
+            redact_text("see 'postgres://h/db?password=x' and a@b.c"),
+            "see 'postgres://h/db?password=***' and a@b.c"
+        );
     }
 
     #[test]

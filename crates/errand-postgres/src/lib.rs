@@ -55,7 +55,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
 
-pub use config::{DEFAULT_SCHEMA, PostgresConfig, check_schema_name};
+pub use config::{DEFAULT_SCHEMA, PostgresConfig, check_schema_name, redact_text, redact_url};
 pub use migrate::SCHEMA_VERSION;
 /// The `sqlx` this crate is built with: use it for the transactions you pass
 /// to [`PostgresStore::insert_jobs_in`] and [`PostgresStore::complete_in`].
@@ -114,7 +114,13 @@ fn connect_options(config: &PostgresConfig) -> Result<(PgConnectOptions, Duratio
             "invalid PostgreSQL URL: it must start with postgres:// or postgresql:// (the scheme is {scheme:?})"
         )));
     }
+    config::check_password_chars(url)?;
     let (url, timeout) = config::take_connect_timeout(url)?;
+    let (url, unknown) = config::take_unknown_params(&url);
+    for name in unknown {
+        // The driver would log the value too, which may be a secret.
+        tracing::warn!(parameter = %name, "ignoring an unknown PostgreSQL URL parameter");
+    }
     let url = url.as_str();
     let opts = PgConnectOptions::from_str(url).map_err(|e| {
         let why = match &e {
@@ -123,7 +129,7 @@ fn connect_options(config: &PostgresConfig) -> Result<(PgConnectOptions, Duratio
         };
         StoreError::InvalidConfig(format!(
             "invalid PostgreSQL URL {}: {}",
-            config::redact(url),
+            config::redact_url(url),
             error::one_line(&why)
         ))
     })?;

@@ -634,7 +634,11 @@ fn queues(conn: &Connection, now: Timestamp) -> Result<Vec<QueueStats>, StoreErr
         }
     }
     let mut st = conn
-        .prepare("SELECT queue, min(run_at) FROM jobs WHERE state = 'available' GROUP BY queue")
+        // A job is available (waiting) since it was due or, if it was
+        // enqueued already due (run_at in the past), since it was enqueued.
+        .prepare(
+            "SELECT queue, min(max(run_at, created_at)) FROM jobs WHERE state = 'available' GROUP BY queue",
+        )
         .map_err(err)?;
     let rows = st
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))

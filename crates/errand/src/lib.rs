@@ -41,7 +41,7 @@ pub use errand_engine::{
     Client, EnqueueError, Errand, Executor, Handler, JobArgs, JobContext, JobError, Maintenance,
     MaintenanceConfig, QueueConfig, Readiness, RunningWorker, Worker, WorkerConfig,
 };
-pub use errand_postgres::{PostgresConfig, PostgresStore};
+pub use errand_postgres::{PostgresConfig, PostgresStore, redact_text, redact_url};
 pub use errand_sqlite::{Durability, SqliteConfig, SqliteStore};
 
 /// Where the store lives, parsed from a database URL.
@@ -74,13 +74,16 @@ impl StoreUrl {
         if errand_postgres::is_postgres_url(url) {
             return Ok(StoreUrl::Postgres(url.to_owned()));
         }
-        // "postgres:/db", "postgresql:db": a PostgreSQL URL with a slash
-        // missing, not a file to create.
+        // "postgres:/db", "postgresql:db", "postgres//u@h/db": a PostgreSQL
+        // URL with its scheme mistyped, not a file to create.
         let lower = url.to_ascii_lowercase();
-        if ["postgres:", "postgresql:"].iter().any(|p| lower.starts_with(p)) {
+        if ["postgres:", "postgresql:", "postgres/", "postgresql/"]
+            .iter()
+            .any(|p| lower.starts_with(p))
+        {
             return Err(StoreError::InvalidConfig(format!(
                 "malformed PostgreSQL URL {:?}: it must start with postgres:// (postgres://USER@HOST/DB)",
-                url.split_once('@').map_or(url, |(_, host)| host)
+                redact_url(url)
             )));
         }
         if let Some((scheme, _)) = url.split_once("://") {
@@ -160,6 +163,15 @@ mod tests {
             StoreUrl::Postgres(_)
         ));
         for typo in ["postgres:/db", "postgresql:u:secret@h/db"] {
+            let e = StoreUrl::parse(typo).unwrap_err().to_string();
+            assert!(e.contains("malformed PostgreSQL URL"), "{typo}: {e}");
+            assert!(!e.contains("secret"), "{typo}: the password is not shown: {e}");
+        }
+        for typo in [
+            "postgres//u:secret@h/db",
+            "postgresql//h/db",
+            "Postgres:/u:secret@h/db",
+        ] {
             let e = StoreUrl::parse(typo).unwrap_err().to_string();
             assert!(e.contains("malformed PostgreSQL URL"), "{typo}: {e}");
             assert!(!e.contains("secret"), "{typo}: the password is not shown: {e}");

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use errand::Errand;
 use errand_core::StoreError;
 use errand_core::validate::ValidationError;
@@ -13,46 +11,126 @@ mod cli;
 use cli::config::{Config, LogFormat};
 use cli::{Cli, Command};
 
-/// Exit codes: 0 success; 1 failure (store unreachable, I/O…); 2 invalid
-/// input (bad argument, bad config, validation error); 3 the job is not
-/// found or not in a state that allows the action.
-fn exit_code(e: &anyhow::Error) -> u8 {
-    for cause in e.chain() {
-        if cause.downcast_ref::<ValidationError>().is_some() {
-            return 2;
-        }
-        if let Some(s) = cause.downcast_ref::<StoreError>() {
-            return store_exit_code(s);
-        }
-        match cause.downcast_ref::<errand_engine::EnqueueError>() {
-            Some(errand_engine::EnqueueError::Invalid(_)) => return 2,
-            Some(errand_engine::EnqueueError::Store(s)) => return store_exit_code(s),
-            _ => {}
-        }
-        if cause.downcast_ref::<ConfigError>().is_some() {
-            return 2;
-        }
-        if cause.downcast_ref::<errand_core::schedule::FileError>().is_some() {
-            return 2;
-        }
-    }
-    1
+/// How an error is reported: its exit code, a stable machine-readable
+/// code, and the field at fault when one is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Class {
+    exit: u8,
+    code: &'static str,
+    field: Option<String>,
 }
 
-fn store_exit_code(s: &StoreError) -> u8 {
+impl Class {
+    fn new(exit: u8, code: &'static str, field: Option<String>) -> Self {
+        Class { exit, code, field }
+    }
+}
+
+/// The one place that classifies errors. Exit codes: 0 success; 1 failure
+/// (store unreachable, I/O…); 2 invalid input (bad argument, bad config,
+/// validation error); 3 the job is not found or not in a state that allows
+/// the action. Codes: a [`ValidationError`]'s own code, else
+/// `not_found`, `invalid_state`, `config_invalid`, `store_unavailable`,
+/// `store_error`, `io_error` or `failed` (and `invalid_argument` for
+/// what the argument parser refuses, in `main`).
+fn classify(e: &anyhow::Error) -> Class {
+    for cause in e.chain() {
+        if let Some(v) = cause.downcast_ref::<ValidationError>() {
+            return Class::new(2, v.code, Some(v.field.to_owned()));
+        }
+        if let Some(s) = cause.downcast_ref::<StoreError>() {
+            return store_class(s);
+        }
+        match cause.downcast_ref::<errand_engine::EnqueueError>() {
+            Some(errand_engine::EnqueueError::Invalid(v)) => {
+                return Class::new(2, v.code, Some(v.field.to_owned()));
+            }
+            Some(errand_engine::EnqueueError::Store(s)) => return store_class(s),
+            _ => {}
+        }
+        if let Some(c) = cause.downcast_ref::<ConfigError>() {
+            return Class::new(2, "config_invalid", c.field());
+        }
+        if cause.downcast_ref::<errand_core::schedule::FileError>().is_some() {
+            return Class::new(2, "config_invalid", Some("schedule".to_owned()));
+        }
+        if cause.downcast_ref::<std::io::Error>().is_some() {
+            return Class::new(1, "io_error", None);
+        }
+    }
+    Class::new(1, "failed", None)
+}
+
+/// Prints `e` on stderr: one line of text, or under `--json` one JSON
+/// object `{"error":{"code","message","field"}}`; returns the exit code.
+/// Secrets (database URLs) and control characters are taken out of the
+/// text form; the JSON form escapes control characters itself.
+fn report(e: &anyhow::Error, as_json: bool) -> ExitCode {
+    emit(&classify(e), &format!("{e:#}"), as_json)
+}
+
+/// Prints one error (see [`report`]).
+fn emit(class: &Class, message: &str, as_json: bool) -> ExitCode {
+    let message = errand::redact_text(message);
+    if as_json {
+        /// `{"error": {"code", "message", "field"}}`, in this order.
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            code: &'a str,
+            message: &'a str,
+            field: Option<&'a str>,
+        }
+        #[derive(serde::Serialize)]
+        struct Report<'a> {
+            error: Body<'a>,
+        }
+        let report = Report {
+            error: Body {
+                code: class.code,
+                message: &message,
+                field: class.field.as_deref(),
+            },
+        };
+        match serde_json::to_string(&report) {
+            Ok(line) => eprintln!("{line}"),
+            Err(_) => eprintln!("error: {}", cli::output::escape(&message)),
+        }
+    } else {
+        eprintln!("error: {}", cli::output::escape(&message));
+    }
+    ExitCode::from(class.exit)
+}
+
+/// How a store error is reported (see [`classify`]).
+fn store_class(s: &StoreError) -> Class {
     match s {
-        StoreError::NotFound(_)
-        | StoreError::InvalidState { .. }
-        | StoreError::QueueNotFound(_)
-        | StoreError::QueueNotEmpty { .. } => 3,
-        StoreError::InvalidConfig(_) => 2,
-        _ => 1,
+        StoreError::NotFound(_) | StoreError::QueueNotFound(_) => Class::new(3, "not_found", None),
+        StoreError::InvalidState { .. } | StoreError::QueueNotEmpty { .. } => {
+            Class::new(3, "invalid_state", None)
+        }
+        StoreError::InvalidConfig(_) => Class::new(2, "config_invalid", None),
+        StoreError::Connect(_) | StoreError::Closed | StoreError::SchemaTooNew { .. } => {
+            Class::new(1, "store_unavailable", None)
+        }
+        _ => Class::new(1, "store_error", None),
     }
 }
 
 /// A configuration error (exit code 2).
 #[derive(Debug)]
 struct ConfigError(String);
+
+impl ConfigError {
+    /// The setting a message starts with (`worker.lease: …`), if any.
+    fn field(&self) -> Option<String> {
+        let (head, _) = self.0.split_once(": ")?;
+        let setting = !head.is_empty()
+            && head
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
+        setting.then(|| head.to_owned())
+    }
+}
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,11 +140,47 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn init_logs(format: LogFormat, default_level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ERRAND_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new(default_level));
+/// The log filter: `ERRAND_LOG` (else `RUST_LOG`), else `default_level`
+/// (an empty variable counts as unset).
+fn log_filter(default_level: &str) -> Result<tracing_subscriber::EnvFilter, ConfigError> {
+    let from_env = ["ERRAND_LOG", "RUST_LOG"].into_iter().find_map(|var| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (var, v))
+    });
+    match from_env {
+        Some((var, value)) => parse_log_filter(var, &value),
+        None => Ok(tracing_subscriber::EnvFilter::new(default_level)),
+    }
+}
+
+/// Parses the log filter `value` of the variable `var`. A directive is a
+/// level (`trace`, `debug`, `info`, `warn`, `error`, `off`) or
+/// `TARGET=LEVEL`; anything else is refused, naming the variable, rather
+/// than silently logging nothing (a bare word would be read as a target).
+fn parse_log_filter(var: &str, value: &str) -> Result<tracing_subscriber::EnvFilter, ConfigError> {
+    let bad = |why: String| {
+        ConfigError(format!(
+            "{var}: {:?} is not a log filter: {why} (use a level such as info or debug, \
+             or TARGET=LEVEL, comma-separated)",
+            cli::output::escape(value)
+        ))
+    };
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            return Err(bad(format!("{level:?} is not a level")));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(value)
+        .map_err(|e| bad(e.to_string()))
+}
+
+fn init_logs(format: LogFormat, default_level: &str) -> Result<(), ConfigError> {
+    let filter = log_filter(default_level)?;
     let builder = tracing_subscriber::fmt()
         // Colour only on a terminal: log files and collectors get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -74,29 +188,75 @@ fn init_logs(format: LogFormat, default_level: &str) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Text logs escape control characters in every field, so a value
+        // cannot forge a log line or drive the terminal.
+        LogFormat::Text => builder.fmt_fields(cli::output::escaping_fields()).try_init(),
     };
+    Ok(())
+}
+
+/// Whether `--json` is among the arguments (for errors found before or
+/// while parsing them).
+fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                e.exit();
+            }
+            if !json_requested() {
+                // clap quotes the offending argument as it was given: escape
+                // it like any other text shown to people.
+                let rendered = e.render().to_string();
+                let lines: Vec<String> = rendered
+                    .lines()
+                    .map(|l| cli::output::escape(l).into_owned())
+                    .collect();
+                eprintln!("{}", lines.join("\n").trim_end());
+                return ExitCode::from(2);
+            }
+            // "--priority <PRIORITY>" or "<ID>": the field is "priority" or "id".
+            let field = e.get(clap::error::ContextKind::InvalidArg).map(|v| {
+                let arg = v.to_string();
+                let name = arg.trim_start_matches('-').split(' ').next().unwrap_or("");
+                name.trim_matches(['<', '>'])
+                    .to_ascii_lowercase()
+                    .replace('-', "_")
+            });
+            let class = Class::new(2, "invalid_argument", field);
+            let rendered = e.render().to_string();
+            let message = rendered
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            return emit(&class, message, true);
+        }
+    };
+    let as_json = cli.global.json;
     if matches!(&cli.command, Command::Schedule(cmd) if !cmd.needs_store())
         && let Command::Schedule(cmd) = cli.command
     {
         return match cli::schedule::run(cmd) {
             Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => {
-                eprintln!("error: {e:#}");
+                // Errors of these commands are all about their input.
+                report(&e, as_json);
                 ExitCode::from(2)
             }
         };
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(exit_code(&e))
-        }
+        Err(e) => report(&e, as_json),
     }
 }
 
@@ -108,7 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let config = Config::load(&overrides).map_err(|e| ConfigError(format!("{e:#}")))?;
     let long_running = matches!(cli.command, Command::Serve(_) | Command::Work(_));
-    init_logs(config.log_format, if long_running { "info" } else { "warn" });
+    init_logs(config.log_format, if long_running { "info" } else { "warn" })?;
     let new_job = cli::jobs::check_before_open(&cli.command)?;
     let schedules = if long_running {
         cli::schedule::from_config(config.file.as_deref())?
@@ -141,14 +301,71 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
             }
-            Command::Enqueue(_) => {
-                let job = new_job.expect("check_before_open made the job");
-                cli::jobs::enqueue(&errand, job, as_json).await
-            }
+            Command::Enqueue(a) => match (&a.batch, new_job) {
+                (Some(source), _) => cli::batch::run(&errand, source, a.batch_size as usize, as_json).await,
+                (None, Some(job)) => cli::jobs::enqueue(&errand, job, as_json).await,
+                (None, None) => unreachable!("check_before_open made the job"),
+            },
             Command::Jobs(cmd) => cli::jobs::jobs(&errand, cmd, as_json).await,
             Command::Queues(cmd) => cli::jobs::queues(&errand, cmd, as_json).await,
             Command::Schedule(_) => cli::schedule::list(&errand, as_json).await,
             Command::Bench(_) => unreachable!("handled above"),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filters_are_levels_or_target_levels() {
+        for good in [
+            "info",
+            "DEBUG",
+            "warn,errand_engine=debug",
+            "errand::cli=trace, off",
+            "sqlx=warn",
+        ] {
+            assert!(parse_log_filter("ERRAND_LOG", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "verbose",
+            "errand_engine",
+            "info,loud",
+            "errand=loud",
+            "=",
+            "a=b=c",
+        ] {
+            let e = parse_log_filter("ERRAND_LOG", bad).unwrap_err();
+            assert!(e.0.starts_with("ERRAND_LOG: "), "{bad}: {e}");
+            assert_eq!(e.field().as_deref(), Some("ERRAND_LOG"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_are_classified_in_one_place() {
+        let v = anyhow::Error::new(ValidationError {
+            field: "queue",
+            code: "queue_name_invalid",
+            message: "bad".into(),
+            index: None,
+        });
+        assert_eq!(
+            classify(&v),
+            Class::new(2, "queue_name_invalid", Some("queue".into()))
+        );
+        let nf = anyhow::Error::new(StoreError::NotFound(errand::JobId(9)));
+        assert_eq!(classify(&nf), Class::new(3, "not_found", None));
+        let down = anyhow::Error::new(StoreError::Connect("x".into())).context("opening");
+        assert_eq!(classify(&down), Class::new(1, "store_unavailable", None));
+        let cfg = anyhow::Error::new(ConfigError("worker.lease: not a duration".into()));
+        assert_eq!(
+            classify(&cfg),
+            Class::new(2, "config_invalid", Some("worker.lease".into()))
+        );
+        let io = anyhow::Error::new(std::io::Error::other("disk"));
+        assert_eq!(classify(&io), Class::new(1, "io_error", None));
+        assert_eq!(classify(&anyhow::anyhow!("?")), Class::new(1, "failed", None));
+    }
 }

@@ -63,7 +63,8 @@ fn enqueue_with_every_flag_stores_each_setting() {
     assert_eq!(out, "enqueued job 1 (scheduled)\n");
     let job = s.json(&["jobs", "show", "1"]);
     assert_eq!(job["kind"], "email.send");
-    assert_eq!(job["args"], r#"{"to":"a@example.com"}"#);
+    assert_eq!(job["args"], json!({"to": "a@example.com"}));
+    assert_eq!(job["meta"], json!({}));
     assert_eq!(job["queue"], "mail");
     assert_eq!(job["priority"], 5);
     assert_eq!(job["state"], "scheduled");
@@ -138,7 +139,7 @@ fn a_duplicate_unique_key_reports_the_existing_job_and_writes_nothing() {
     assert_eq!(v, json!({"id": 3, "duplicate": true, "state": "cancelled"}));
     assert_eq!(s.all_jobs().len(), 3);
     // The first job's args are the ones kept.
-    assert_eq!(s.json(&["jobs", "show", "1"])["args"], "{}");
+    assert_eq!(s.json(&["jobs", "show", "1"])["args"], json!({}));
 }
 
 #[test]
@@ -257,8 +258,15 @@ fn queues_list_pause_and_resume() {
         .expect("the mail queue")
         .clone();
     assert_eq!(mail["paused"], true);
-    assert_eq!(mail["counts"], json!({"available": 1, "scheduled": 1}));
+    assert_eq!(
+        mail["counts"],
+        json!({"available": 1, "scheduled": 1, "running": 0, "retryable": 0,
+               "completed": 0, "discarded": 0, "cancelled": 0, "expired": 0}),
+        "every state is listed, 0 included"
+    );
     assert_eq!(mail["completed_total"], 0);
+    assert_eq!(mail["failed_total"], 0);
+    assert_eq!(mail["failed_attempts"], 0);
 
     let table = s.ok(&["queues", "list"]);
     let lines: Vec<&str> = table.lines().collect();
@@ -281,8 +289,8 @@ fn queues_list_pause_and_resume() {
         qs.as_array().unwrap().iter().all(|q| q["paused"] == false),
         "{qs}"
     );
-    // Pausing a queue that has no jobs yet creates it.
-    s.ok(&["queues", "pause", "later"]);
+    // Pausing a queue that has no jobs yet creates it, when asked to.
+    s.ok(&["queues", "pause", "later", "--create"]);
     let qs = s.json(&["queues", "list"]);
     assert!(
         qs.as_array()
@@ -400,7 +408,8 @@ fn work_runs_a_command_job_and_stops_gracefully_on_sigterm() {
     });
     assert!(done, "the job did not complete; worker log:\n{}", work.log_text());
     let job = s.json(&["jobs", "show", &id]);
-    let result: Value = serde_json::from_str(job["result"].as_str().expect("a result")).unwrap();
+    let result = &job["result"];
+    assert!(result.is_object(), "the result is a JSON value: {job}");
     assert_eq!(result["exit_code"], 0);
     assert_eq!(result["stdout"], "hi\n");
     assert_eq!(result["stderr"], format!("job={id}\n"));
@@ -429,7 +438,7 @@ fn args_can_come_from_a_file_or_stdin() {
     let s = Scratch::new();
     std::fs::write(s.path("args.json"), r#"{"from":"file"}"#).unwrap();
     s.ok(&["enqueue", "k", "--args", "@args.json"]);
-    assert_eq!(s.json(&["jobs", "show", "1"])["args"], r#"{"from":"file"}"#);
+    assert_eq!(s.json(&["jobs", "show", "1"])["args"], json!({"from": "file"}));
 
     let mut cmd = s.cmd(&["enqueue", "k", "--args", "-"]);
     let mut child = cmd
@@ -444,7 +453,7 @@ fn args_can_come_from_a_file_or_stdin() {
         stdin.write_all(br#"{"from":"stdin"}"#).unwrap();
     }
     common::expect_ok(&[], child.wait_with_output().unwrap());
-    assert_eq!(s.json(&["jobs", "show", "2"])["args"], r#"{"from":"stdin"}"#);
+    assert_eq!(s.json(&["jobs", "show", "2"])["args"], json!({"from": "stdin"}));
 
     // Args between the 128 KiB a single command-line argument may carry and
     // the 1 MiB limit pass through a file.
@@ -453,7 +462,7 @@ fn args_can_come_from_a_file_or_stdin() {
     s.ok(&["enqueue", "k", "--args", "@big.json"]);
     assert_eq!(
         s.json(&["jobs", "show", "3"])["args"].as_str().map(str::len),
-        Some(big.len())
+        Some(big.len() - 2)
     );
 }
 
@@ -464,6 +473,8 @@ struct BadCase {
     files: Vec<(&'static str, String)>,
     code: i32,
     says: Vec<&'static str>,
+    /// Secrets that must not appear anywhere in the output.
+    hides: Vec<&'static str>,
     /// Refused by the argument parser (clap), whose messages follow its own
     /// layout: the error, sometimes one more line naming the argument.
     by_parser: bool,
@@ -476,6 +487,7 @@ fn case(args: &[&str], code: i32, says: &[&'static str]) -> BadCase {
         files: Vec::new(),
         code,
         says: says.to_vec(),
+        hides: Vec::new(),
         by_parser: false,
     }
 }
@@ -488,6 +500,11 @@ impl BadCase {
 
     fn by_parser(mut self) -> Self {
         self.by_parser = true;
+        self
+    }
+
+    fn hides(mut self, secret: &'static str) -> Self {
+        self.hides.push(secret);
         self
     }
 
@@ -539,6 +556,12 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
             &["args:", "the limit is 1048576 bytes"],
         )
         .file("big.json", over_limit),
+        // Reading stops one byte past the limit: no endless read.
+        case(
+            &["enqueue", "k", "--args", "@/dev/zero"],
+            2,
+            &["args:", "/dev/zero", "the limit is 1048576 bytes"],
+        ),
         case(
             &["enqueue", "k", "--args", "@missing.json"],
             2,
@@ -603,7 +626,21 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
             &["expires_in:", "before it may run"],
         ),
         case(&["enqueue", "k", "--in", "soon"], 2, &["in:", "not a duration"]),
-        case(&["enqueue", "k", "--in", "-5m"], 2, &["'-5'"]).by_parser(),
+        case(
+            &["enqueue", "k", "--in", "-5m"],
+            2,
+            &["in:", "\"-5m\"", "must not be negative"],
+        ),
+        case(
+            &["enqueue", "k", "--expires-in", "-1h"],
+            2,
+            &["expires_in:", "must not be negative"],
+        ),
+        case(
+            &["enqueue", "k", "--timeout", "-5s"],
+            2,
+            &["timeout:", "must not be negative"],
+        ),
         case(
             &["enqueue", "k", "--in", "100000000000000d"],
             2,
@@ -689,6 +726,23 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
             &["limit:", "out of range"],
         ),
         case(&["jobs", "show", "one"], 2, &["<ID>", "invalid value"]).by_parser(),
+        case(&["jobs", "show", "-1"], 2, &["id:", "must be a positive integer"]),
+        case(&["jobs", "show", "0"], 2, &["id:", "must be a positive integer"]),
+        case(
+            &["jobs", "cancel", "-7"],
+            2,
+            &["id:", "must be a positive integer"],
+        ),
+        case(
+            &["jobs", "retry", "-7"],
+            2,
+            &["id:", "must be a positive integer"],
+        ),
+        case(
+            &["jobs", "list", "--before", "-3"],
+            2,
+            &["before:", "must be a positive integer"],
+        ),
         case(
             &["jobs", "cancel", "1", "--tenant", "a b"],
             2,
@@ -746,6 +800,63 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
             1,
             &["no/such/dir", "does not exist"],
         ),
+        // Database URLs in errors never show a password.
+        case(
+            &[
+                "--database",
+                "postgres://app:S3cr?t@127.0.0.1:1/x",
+                "enqueue",
+                "k",
+            ],
+            2,
+            &[
+                "invalid PostgreSQL URL",
+                "postgres://app:***@127.0.0.1:1/x",
+                "%3F",
+            ],
+        )
+        .hides("S3cr"),
+        case(
+            &["--database", "postgres//u:s3cret@h/db", "enqueue", "k"],
+            2,
+            &["database:", "malformed PostgreSQL URL", "u:***@h/db"],
+        )
+        .hides("s3cret"),
+        case(
+            &["--database", "postgresql:u:s3cret@h/db", "enqueue", "k"],
+            2,
+            &["database:", "malformed PostgreSQL URL"],
+        )
+        .hides("s3cret"),
+        case(
+            &["--config", "c.toml", "enqueue", "k"],
+            2,
+            &["c.toml", "line 1", "postgres://u:***@h/db"],
+        )
+        .file("c.toml", "database = \"postgres://u:s3cret@h/db\n")
+        .hides("s3cret"),
+        case(&["--config", "c.toml", "enqueue", "k"], 2, &["c.toml", "line 1"])
+            .file("c.toml", "database = \"postgres://u:p@ss?w0rd@h/db\" x\n")
+            .hides("p@ss?w0rd")
+            .hides("?w0rd"),
+        case(
+            &["jobs", "list"],
+            2,
+            &["ERRAND_LOG:", "\"verbose\"", "not a log filter"],
+        )
+        .env("ERRAND_LOG", "verbose"),
+        case(&["jobs", "list"], 2, &["ERRAND_LOG:", "not a log filter"]).env("ERRAND_LOG", "errand=loud"),
+        case(
+            &["bench", "--backend", "postgres"],
+            2,
+            &["database:", "--backend postgres needs the server"],
+        ),
+        case(
+            &["bench", "--backend", "mysql"],
+            2,
+            &["backend:", "\"mysql\" is not a backend"],
+        ),
+        case(&["bench", "--jobs", "0"], 2, &["jobs:", "at least 1"]),
         case(
             &["--durability", "fast", "enqueue", "k"],
             2,
@@ -852,6 +963,12 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
                 !lines[0].contains("job #"),
                 "{what}: one job is not a batch: {stderr}"
             );
+            for secret in &c.hides {
+                assert!(
+                    !stderr.contains(secret),
+                    "{what}: shows the secret {secret:?}: {stderr}"
+                );
+            }
             for needle in &c.says {
                 assert!(
                     lines[0].contains(needle),
@@ -973,6 +1090,455 @@ fn bench_can_delete_completed_jobs_and_says_so() {
         assert!(v[key].as_f64().is_some_and(|r| r > 0.0), "{key}: {v}");
     }
     let (code, _, err) = s.fail(&[&base[..], &["--finished", "100"]].concat());
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "invalid input: {err}");
     assert!(err.contains("--keep-completed true"), "{err}");
+}
+
+/// Under `--json`, every error is one JSON object on stderr with a stable
+/// code, the message, and the field at fault (or null); exit codes as ever.
+#[test]
+fn json_errors_are_one_object_with_a_stable_code() {
+    let s = Scratch::new();
+    s.ok(&["enqueue", "seed"]);
+    let cases: Vec<(Vec<&str>, i32, &str, Value)> = vec![
+        (vec!["enqueue", "bad kind"], 2, "kind_invalid", json!("kind")),
+        (
+            vec!["enqueue", "k", "--in", "-5m"],
+            2,
+            "duration_negative",
+            json!("in"),
+        ),
+        (
+            vec!["enqueue", "k", "--args", "@/dev/zero"],
+            2,
+            "args_too_large",
+            json!("args"),
+        ),
+        (vec!["jobs", "show", "-1"], 2, "id_invalid", json!("id")),
+        (vec!["jobs", "show", "99"], 3, "not_found", Value::Null),
+        (vec!["jobs", "retry", "1"], 3, "invalid_state", Value::Null),
+        (
+            vec!["enqueue", "k", "--priority", "high"],
+            2,
+            "invalid_argument",
+            json!("priority"),
+        ),
+        (
+            vec!["--durability", "fast", "jobs", "list"],
+            2,
+            "config_invalid",
+            json!("durability"),
+        ),
+        (
+            vec!["--database", "postgres://u:s3cret@127.0.0.1:1/x", "jobs", "list"],
+            1,
+            "store_unavailable",
+            Value::Null,
+        ),
+    ];
+    for (args, code, error_code, field) in cases {
+        let mut cmd = s.bare();
+        if !args.contains(&"--database") {
+            cmd.arg("--database").arg(s.url());
+        }
+        let (exit, stdout, stderr) = common::split(cmd.arg("--json").args(&args).output().unwrap());
+        assert_eq!(exit, code, "{args:?}: {stderr}");
+        assert_eq!(stdout, "", "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        let v: Value =
+            serde_json::from_str(&stderr).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stderr}"));
+        let e = &v["error"];
+        assert_eq!(e["code"], error_code, "{args:?}: {v}");
+        assert_eq!(e["field"], field, "{args:?}: {v}");
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{args:?}: {v}"
+        );
+        assert_eq!(v.as_object().unwrap().len(), 1, "{args:?}: only `error`: {v}");
+        assert_eq!(
+            e.as_object().unwrap().len(),
+            3,
+            "{args:?}: code, message, field: {v}"
+        );
+        assert!(!stderr.contains("s3cret"), "{args:?}: {stderr}");
+        let (c, m, f) = (
+            stderr.find("\"code\":"),
+            stderr.find("\"message\":"),
+            stderr.rfind("\"field\":"),
+        );
+        assert!(
+            c < m && m < f,
+            "{args:?}: code, message, field in that order: {stderr}"
+        );
+    }
+    // Without --json the same errors stay one line of text.
+    let (exit, _, stderr) = s.fail(&["jobs", "show", "99"]);
+    assert_eq!((exit, stderr.as_str()), (3, "error: job 99 not found\n"));
+}
+
+/// Stored text reaches people escaped: a job's stderr tail with terminal
+/// escapes, bidi controls and an embedded newline neither drives the
+/// terminal in `jobs show` nor forges a line in the text logs; `--json`
+/// keeps the raw text (JSON-escaped). Every finished job is logged once at
+/// info with its outcome and duration.
+#[test]
+fn stored_text_is_escaped_for_people_and_text_logs() {
+    let s = Scratch::new();
+    std::fs::write(
+        s.path("errand.toml"),
+        "[worker]\nlease = \"5s\"\npoll_interval = \"100ms\"\nshutdown_grace = \"5s\"\n\
+         [maintenance]\ninterval = \"200ms\"\n",
+    )
+    .unwrap();
+    let evil =
+        "printf 'boom\\033]0;pwned\\007\\033[2J\\n2026-01-01T00:00:00Z  INFO forged line\\n' >&2; exit 3";
+    let failing = json!({"argv": ["sh", "-c", evil], "permanent_exit_codes": [3]}).to_string();
+    let id = s.json(&["enqueue", "command", "--args", &failing])["id"].to_string();
+    let ok = s.json(&["enqueue", "command", "--args", r#"{"argv":["true"]}"#])["id"].to_string();
+    let shady = json!({"csi": "\u{9b}31m", "rlo": "\u{202e}gpj.exe", "nl": "a\nb"}).to_string();
+    let shady_id = s.json(&["enqueue", "k", "--queue", "other", "--args", &shady])["id"].to_string();
+
+    let mut work = Proc::spawn(s.cmd(&["work"]), &s.path("work.log"));
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            s.json(&["jobs", "show", &id])["state"] == "discarded"
+                && s.json(&["jobs", "show", &ok])["state"] == "completed"
+        }),
+        "the jobs did not finish; worker log:\n{}",
+        work.log_text()
+    );
+    work.stop(Duration::from_secs(20));
+
+    let raw = s.json(&["jobs", "show", &id]);
+    let error = raw["errors"][0]["message"].as_str().expect("an error message");
+    assert!(
+        error.contains("\u{1b}]0;pwned"),
+        "JSON keeps the raw text: {error:?}"
+    );
+
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{61c}')
+    };
+    for args in [
+        vec!["jobs", "show", id.as_str()],
+        vec!["jobs", "show", shady_id.as_str()],
+        vec!["jobs", "list"],
+    ] {
+        let shown = s.ok(&args);
+        assert!(
+            !shown.chars().any(unsafe_char),
+            "{args:?} prints a control character: {shown:?}"
+        );
+        assert!(
+            !shown
+                .lines()
+                .any(|l| l.starts_with("2026-01-01") || l.starts_with('b')),
+            "{args:?}: a forged line: {shown}"
+        );
+    }
+    let shown = s.ok(&["jobs", "show", &id]);
+    assert!(
+        shown.contains(r"\u{1b}]0;pwned\u{7}\u{1b}[2J\n2026-01-01"),
+        "{shown}"
+    );
+    let shown = s.ok(&["jobs", "show", &shady_id]);
+    assert!(
+        shown.contains(r"\u{9b}31m") && shown.contains(r"\u{202e}gpj.exe"),
+        "{shown}"
+    );
+
+    let log = work.log_text();
+    assert!(
+        !log.chars().any(unsafe_char),
+        "the log holds a control character: {log:?}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01")),
+        "a forged log line: {log}"
+    );
+    let finished: Vec<&str> = log.lines().filter(|l| l.contains("job finished")).collect();
+    assert_eq!(finished.len(), 1, "one line per finished job: {log}");
+    for needle in [
+        " INFO ",
+        &format!("job_id={ok}"),
+        "outcome=completed",
+        "duration_ms=",
+    ] {
+        assert!(finished[0].contains(needle), "{needle:?} in {:?}", finished[0]);
+    }
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("job failed")).collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    assert!(
+        failed[0].contains("outcome=discarded") && failed[0].contains("duration_ms="),
+        "{}",
+        failed[0]
+    );
+}
+
+/// JSON logs give `job_id` as a number, like `attempt`, and `duration_ms`;
+/// `[worker] log_jobs = false` silences the successes.
+#[test]
+fn json_logs_give_job_ids_as_numbers_and_log_jobs_can_be_turned_off() {
+    for log_jobs in [true, false] {
+        let s = Scratch::new();
+        std::fs::write(
+            s.path("errand.toml"),
+            format!(
+                "log_format = \"json\"\n[worker]\nlease = \"5s\"\npoll_interval = \"100ms\"\n\
+                 shutdown_grace = \"5s\"\nlog_jobs = {log_jobs}\n"
+            ),
+        )
+        .unwrap();
+        let id = s.json(&["enqueue", "command", "--args", r#"{"argv":["true"]}"#])["id"].clone();
+        let mut work = Proc::spawn(s.cmd(&["work"]), &s.path("work.log"));
+        assert!(
+            eventually(Duration::from_secs(30), || {
+                s.json(&["jobs", "show", "1"])["state"] == "completed"
+            }),
+            "{}",
+            work.log_text()
+        );
+        work.stop(Duration::from_secs(20));
+        let log = work.log_text();
+        let lines: Vec<Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        let finished: Vec<&Value> = lines.iter().filter(|l| l["message"] == "job finished").collect();
+        if !log_jobs {
+            assert!(finished.is_empty(), "log_jobs = false: {log}");
+            continue;
+        }
+        assert_eq!(finished.len(), 1, "{log}");
+        let line = finished[0];
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert_eq!(line["job_id"], id, "a number: {line}");
+        assert!(
+            line["attempt"].is_number() && line["duration_ms"].is_number(),
+            "{line}"
+        );
+        assert_eq!(line["outcome"], "completed", "{line}");
+    }
+}
+
+/// `queues list` fits in 100 columns, names its columns as its JSON names
+/// its fields, and measures the oldest wait from when a job became
+/// available (a job enqueued with a `run_at` years ago has waited seconds).
+#[test]
+fn queues_list_fits_100_columns_and_agrees_with_its_json() {
+    let s = Scratch::new();
+    s.ok(&[
+        "enqueue",
+        "k",
+        "--queue",
+        "mailers",
+        "--at",
+        "2020-01-01T00:00:00Z",
+    ]);
+    s.ok(&["enqueue", "k", "--in", "1h"]);
+    let table = s.ok(&["queues", "list"]);
+    for line in table.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "{} columns: {line:?}",
+            line.chars().count()
+        );
+    }
+    let qs = s.json(&["queues", "list"]);
+    let mailers = qs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "mailers")
+        .expect("mailers")
+        .clone();
+    let age = mailers["oldest_age_ms"].as_u64().expect("an age in ms");
+    assert!(
+        age < 60_000,
+        "waiting since it was enqueued, not since 2020: {age} ms"
+    );
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("mailers"))
+        .expect("a mailers row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(header.len(), row.len(), "{table}");
+    for (column, cell) in header.iter().zip(&row) {
+        let key = column.to_ascii_lowercase();
+        let json_value = match key.as_str() {
+            "queue" => mailers["name"].clone(),
+            "oldest_age" => continue,
+            "paused" => mailers["paused"].clone(),
+            _ if mailers["counts"].get(&key).is_some() => mailers["counts"][&key].clone(),
+            _ => mailers
+                .get(&key)
+                .unwrap_or_else(|| panic!("column {column} is not a JSON field: {mailers}"))
+                .clone(),
+        };
+        let shown = match &json_value {
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
+            other => other.to_string(),
+        };
+        assert_eq!(&shown, cell, "column {column}: {table}\n{mailers}");
+    }
+    for key in ["completed_total", "failed_total", "failed_attempts"] {
+        assert_eq!(mailers[key], 0, "{key}: {mailers}");
+    }
+    let oldest = row[header.iter().position(|h| *h == "OLDEST_AGE").unwrap()];
+    assert!(oldest.ends_with('s') && !oldest.contains('d'), "{oldest}");
+}
+
+/// `bench --processes N` hands the database URL to its worker processes in
+/// the environment: command lines are visible to every user (`ps`).
+#[test]
+fn bench_worker_processes_take_the_database_url_from_the_environment() {
+    let s = Scratch::new();
+    let dir = s.path("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = s.cmd(&[
+        "bench",
+        "--json",
+        "--jobs",
+        "20000",
+        "--concurrency",
+        "20",
+        "--processes",
+        "2",
+        "--latency-samples",
+        "5",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    cmd.stdout(std::process::Stdio::null());
+    let mut bench = Proc::spawn(cmd, &s.path("bench.log"));
+    let parent = bench.pid().to_string();
+    // The worker processes run only during the processing phase: look for
+    // them until the bench ends (or a deadline passes).
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let mut seen = None;
+    while seen.is_none() && std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = bench.child.try_wait() {
+            break;
+        }
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let p = entry.path();
+            let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+            // pid (comm) state ppid …
+            let ppid = stat.rsplit_once(") ").and_then(|(_, r)| r.split(' ').nth(1));
+            if ppid != Some(parent.as_str()) {
+                continue;
+            }
+            let argv = std::fs::read(p.join("cmdline")).unwrap_or_default();
+            let env = std::fs::read(p.join("environ")).unwrap_or_default();
+            // Between fork and exec a child still shows its parent's command line.
+            let exec_done = argv.windows(16).any(|w| w == b"--worker-process");
+            if exec_done && !env.is_empty() {
+                seen = Some((String::from_utf8_lossy(&argv).replace('\0', " "), env));
+                break;
+            }
+        }
+    }
+    let (argv, env) = seen.unwrap_or_else(|| panic!("no worker process seen; log:\n{}", bench.log_text()));
+    assert!(argv.contains("--worker-process"), "{argv}");
+    assert!(
+        !argv.contains("--database") && !argv.contains("sqlite://"),
+        "the URL is on the command line: {argv}"
+    );
+    let env = String::from_utf8_lossy(&env);
+    assert!(
+        env.split('\0')
+            .any(|v| v.starts_with("ERRAND_DATABASE_URL=sqlite://")),
+        "the URL is not in the environment"
+    );
+    // Seen: no need to finish the bench (its worker processes stop when
+    // their stdin, held by the bench, closes).
+    bench.kill9();
+}
+
+/// Every `--help` lists the command's own options first and the global
+/// ones under their own heading; commands that never open the store do not
+/// offer its options; a database URL in the environment is not shown.
+#[test]
+fn help_separates_global_options() {
+    let s = Scratch::new();
+    for args in [
+        vec!["jobs", "list", "--help"],
+        vec!["enqueue", "--help"],
+        vec!["queues", "list", "--help"],
+    ] {
+        let mut cmd = s.bare();
+        cmd.env("ERRAND_DATABASE_URL", "postgres://u:s3cret@h/db")
+            .args(&args);
+        let help = common::expect_ok(&args, cmd.output().unwrap());
+        let heading = help
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("{args:?}: {help}"));
+        assert!(help[heading..].contains("--database"), "{args:?}: {help}");
+        assert!(!help[..heading].contains("--database"), "{args:?}: {help}");
+        assert!(!help.contains("s3cret"), "{args:?}: {help}");
+    }
+    for sub in ["next", "translate", "check"] {
+        let help = s.ok(&["schedule", sub, "--help"]);
+        assert!(
+            !help.contains("--database") && !help.contains("--durability"),
+            "{sub}: {help}"
+        );
+    }
+}
+
+/// A PostgreSQL URL's secrets stay out of every message, at every log
+/// level: its password, and the values of query parameters (the driver
+/// would log an unknown parameter with its value; errand names it only).
+#[test]
+fn postgres_url_secrets_never_reach_messages_or_logs() {
+    let s = Scratch::new();
+    let url = "postgres://app:s3cret@127.0.0.1:1/x?sslpassword=pw123&connect_timeout=1&api_token=tk456";
+    for level in ["debug", "trace"] {
+        let mut cmd = s.bare();
+        cmd.env("ERRAND_LOG", level)
+            .args(["--database", url, "jobs", "list"]);
+        let (code, _, stderr) = common::split(cmd.output().unwrap());
+        assert_eq!(code, 1, "unreachable: {stderr}");
+        for secret in ["s3cret", "pw123", "tk456"] {
+            assert!(!stderr.contains(secret), "{level}: shows {secret}: {stderr}");
+        }
+        assert!(
+            stderr.contains("sslpassword"),
+            "the unknown parameter is named: {stderr}"
+        );
+        assert!(stderr.contains("cannot connect to the store"), "{stderr}");
+    }
+}
+
+/// `bench`'s text report shows strings as they are, not quoted.
+#[test]
+fn bench_text_report_does_not_quote_strings() {
+    let s = Scratch::new();
+    let dir = s.path("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = s.ok(&[
+        "bench",
+        "--jobs",
+        "100",
+        "--concurrency",
+        "10",
+        "--latency-samples",
+        "3",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    let backend = out
+        .lines()
+        .find(|l| l.starts_with("backend "))
+        .unwrap_or_else(|| panic!("no backend line: {out}"));
+    assert_eq!(
+        backend.split_whitespace().collect::<Vec<_>>(),
+        ["backend", "sqlite"],
+        "{out}"
+    );
+    assert!(!out.contains('"'), "{out}");
 }

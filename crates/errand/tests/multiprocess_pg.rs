@@ -354,3 +354,66 @@ async fn log_says(p: &Proc, text: &str) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `jobs show --json` and `jobs list --json` give `args`, `meta` and
+/// `result` as JSON values (not strings holding JSON), with the same keys in
+/// the same order on PostgreSQL (whose `jsonb` reorders object keys) as on
+/// SQLite (which keeps them as written).
+#[test]
+fn json_jobs_read_the_same_on_both_stores() {
+    let Some(url) = server_url() else { return };
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let schema = Schema {
+        url: url.clone(),
+        name: format!("t_{secs}_{}_901", std::process::id()),
+    };
+    let s = Scratch::new();
+    let sqlite = s.url();
+    let args = r#"{"zeta":1,"alpha":{"y":2,"b":[{"k":1,"a":"x"}]},"mid":null}"#;
+    let run = |db: &str, cmd: &[&str]| {
+        let mut c = s.bare();
+        c.args(["--json", "--database", db, "--postgres-schema", &schema.name]);
+        c.args(cmd);
+        common::expect_ok(cmd, c.output().expect("run errand"))
+    };
+    // Timestamps differ between the two runs; everything else must not.
+    let masked = |text: String| {
+        let mut out = String::new();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("\"20") {
+            out.push_str(&rest[..i]);
+            let end = rest[i + 1..].find('"').map_or(rest.len(), |j| i + j + 2);
+            out.push_str("\"T\"");
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        out
+    };
+    for db in [sqlite.as_str(), url.as_str()] {
+        run(db, &["enqueue", "k", "--args", args]);
+    }
+    let shown: Vec<String> = [sqlite.as_str(), url.as_str()]
+        .iter()
+        .map(|db| masked(run(db, &["jobs", "show", "1"])))
+        .collect();
+    assert_eq!(
+        shown[0], shown[1],
+        "jobs show --json differs between SQLite and PostgreSQL"
+    );
+    assert!(
+        shown[0].contains(r#""args":{"alpha":{"b":[{"a":"x","k":1}],"y":2},"mid":null,"zeta":1}"#),
+        "args is a JSON value with sorted keys: {}",
+        shown[0]
+    );
+    assert!(shown[0].contains(r#""meta":{}"#), "{}", shown[0]);
+    let listed: Vec<String> = [sqlite.as_str(), url.as_str()]
+        .iter()
+        .map(|db| masked(run(db, &["jobs", "list"])))
+        .collect();
+    assert_eq!(
+        listed[0], listed[1],
+        "jobs list --json differs between SQLite and PostgreSQL"
+    );
+}

@@ -659,7 +659,8 @@ impl Store for MemoryStore {
                 for j in st.jobs.values().filter(|j| j.queue == *name) {
                     *counts.entry(j.state).or_insert(0) += 1;
                     if j.state == JobState::Available {
-                        oldest = Some(oldest.map_or(j.run_at, |o| o.min(j.run_at)));
+                        let since = j.run_at.max(j.created_at);
+                        oldest = Some(oldest.map_or(since, |o| o.min(since)));
                     }
                 }
                 QueueStats {

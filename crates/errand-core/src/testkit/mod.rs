@@ -133,6 +133,7 @@ macro_rules! store_conformance {
                 clear_queue_deletes_only_waiting_jobs_in_scope,
                 remove_queue_refuses_a_busy_queue_and_forgets_an_empty_one,
                 list_queues_counts_jobs_per_state_and_the_oldest_wait,
+                list_queues_oldest_wait_starts_when_a_job_became_available,
                 leader_role_is_exclusive_while_its_ttl_lasts,
                 resigned_leader_role_is_free_at_once,
                 // schedules

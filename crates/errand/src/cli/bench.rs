@@ -70,6 +70,17 @@ pub(crate) struct BenchArgs {
     worker_process: bool,
 }
 
+/// Invalid input to `bench` (exit code 2, like every invalid input).
+fn invalid_input(field: &'static str, code: &'static str, message: String) -> anyhow::Error {
+    errand_core::validate::ValidationError {
+        field,
+        code,
+        message,
+        index: None,
+    }
+    .into()
+}
+
 /// A no-op job that can record its enqueue-to-start latency.
 struct Noop {
     record: AtomicBool,
@@ -159,11 +170,27 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow::Result<()> {
-    if a.jobs == 0 || a.concurrency == 0 || a.producers == 0 || a.processes == 0 {
-        bail!("jobs, concurrency, producers and processes must each be at least 1");
+    for (field, n) in [
+        ("jobs", a.jobs),
+        ("concurrency", a.concurrency),
+        ("producers", a.producers),
+        ("processes", a.processes),
+    ] {
+        if n == 0 {
+            return Err(invalid_input(
+                field,
+                "out_of_range",
+                "must be at least 1".to_owned(),
+            ));
+        }
     }
     if a.finished.is_some() && !a.keep_completed {
-        bail!("--finished measures claiming beside kept completed jobs: it needs --keep-completed true");
+        return Err(invalid_input(
+            "finished",
+            "finished_needs_kept_jobs",
+            "--finished measures claiming beside kept completed jobs: it needs --keep-completed true"
+                .to_owned(),
+        ));
     }
     if a.worker_process {
         return worker_process(a, config).await;
@@ -187,7 +214,12 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
             let url = match errand::StoreUrl::parse(&config.database)? {
                 errand::StoreUrl::Postgres(url) => url,
                 errand::StoreUrl::Sqlite(_) => {
-                    bail!("backend postgres: give the server with --database postgres://USER@HOST/DB")
+                    return Err(invalid_input(
+                        "database",
+                        "database_required",
+                        "--backend postgres needs the server: give --database postgres://USER@HOST/DB"
+                            .to_owned(),
+                    ));
                 }
             };
             let schema = format!(
@@ -202,7 +234,13 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
             pg_schema = Some((store.clone(), schema));
             Arc::new(store)
         }
-        other => bail!("backend: {other:?} is not a backend; use sqlite or postgres"),
+        other => {
+            return Err(invalid_input(
+                "backend",
+                "backend_invalid",
+                format!("{other:?} is not a backend: use sqlite or postgres"),
+            ));
+        }
     };
     let errand = Errand::new(store);
     let client = errand.client();
@@ -384,7 +422,12 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         println!("{}", Value::Object(out));
     } else {
         for (k, v) in &out {
-            println!("{k:<40}{v}");
+            // Strings as they are, not as JSON strings in quotes.
+            let v = match v {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            println!("{k:<40}{}", super::output::escape(&v));
         }
     }
     Ok(())
@@ -608,10 +651,13 @@ async fn process_with_children(
     let mut children = Vec::new();
     for _ in 0..a.processes {
         let mut cmd = tokio::process::Command::new(&exe);
-        cmd.arg("--database").arg(database);
-        if let Some(s) = schema {
-            cmd.arg("--postgres-schema").arg(s);
-        }
+        // Through the environment, not the command line: the URL may hold a
+        // password, and every user of the machine can read command lines.
+        cmd.env("ERRAND_DATABASE_URL", database);
+        match schema {
+            Some(s) => cmd.env("ERRAND_POSTGRES_SCHEMA", s),
+            None => cmd.env_remove("ERRAND_POSTGRES_SCHEMA"),
+        };
         cmd.args([
             "bench",
             "--worker-process",

@@ -56,6 +56,8 @@ struct RawWorker {
     shutdown_grace: Option<String>,
     /// The default retry policy (`[worker.retry]`).
     retry: Option<RawRetry>,
+    /// Log every finished job at info (default true).
+    log_jobs: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -224,6 +226,9 @@ impl Config {
         if let Some(d) = duration("shutdown_grace", &grace)? {
             worker.shutdown_grace = d;
         }
+        if let Some(yes) = raw.worker.log_jobs {
+            worker.log_finished = yes;
+        }
         worker.check().map_err(|e| setting("worker", e))?;
         let mut names: BTreeMap<String, usize> = match &o.queues {
             Some(list) => parse_queue_list(list, 10)?,
@@ -360,7 +365,8 @@ fn read_file(path: &Path) -> anyhow::Result<RawFile> {
             let start = span.start.min(text.len());
             let line = text[..start].matches('\n').count() + 1;
             let column = text[..start].rfind('\n').map_or(start, |nl| start - nl - 1) + 1;
-            let source = text.lines().nth(line - 1).unwrap_or("").trim();
+            // The line may hold a database URL: never echo its password.
+            let source = errand::redact_text(text.lines().nth(line - 1).unwrap_or("").trim());
             format!(", line {line}, column {column} ({source:?})")
         });
         anyhow::anyhow!("config file {}{place}: {}", path.display(), e.message().trim())

@@ -15,11 +15,12 @@ use errand_core::validate::{Limits, ValidationError};
 use super::config::parse_duration;
 use super::output::{self, Table, opt_time, time};
 
-/// `errand enqueue KIND`.
+/// `errand enqueue KIND` or `errand enqueue --batch FILE`.
 #[derive(Debug, Args)]
 pub(crate) struct EnqueueArgs {
     /// The job kind (selects the handler; `command` runs a program).
-    pub(crate) kind: String,
+    #[arg(required_unless_present = "batch")]
+    pub(crate) kind: Option<String>,
     /// Arguments as JSON; `@PATH` reads them from a file, `-` from stdin.
     #[arg(long, default_value = "{}", allow_hyphen_values = true)]
     pub(crate) args: String,
@@ -30,7 +31,12 @@ pub(crate) struct EnqueueArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub(crate) priority: Option<i32>,
     /// Run after this delay (30s, 5m, 2h).
-    #[arg(long = "in", value_name = "DURATION", conflicts_with = "at")]
+    #[arg(
+        long = "in",
+        value_name = "DURATION",
+        conflicts_with = "at",
+        allow_hyphen_values = true
+    )]
     pub(crate) delay: Option<String>,
     /// Run at this time (RFC 3339, e.g. 2026-12-01T09:00:00Z).
     #[arg(long, value_name = "TIME")]
@@ -39,10 +45,15 @@ pub(crate) struct EnqueueArgs {
     #[arg(long)]
     pub(crate) unique_key: Option<String>,
     /// With --unique-key: deduplicate for this long after the first enqueue instead.
-    #[arg(long, requires = "unique_key", value_name = "DURATION")]
+    #[arg(
+        long,
+        requires = "unique_key",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub(crate) unique_for: Option<String>,
     /// Never start the job later than this after now (10m, 1h).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) expires_in: Option<String>,
     /// Attempts allowed (default 25).
     #[arg(long, allow_negative_numbers = true)]
@@ -51,7 +62,7 @@ pub(crate) struct EnqueueArgs {
     #[arg(long)]
     pub(crate) tenant: Option<String>,
     /// The longest one attempt may run (30s, 5m).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) timeout: Option<String>,
     /// A tag (repeatable).
     #[arg(long = "tag")]
@@ -59,6 +70,20 @@ pub(crate) struct EnqueueArgs {
     /// The job's own retry policy (else its kind's, its queue's, the worker's).
     #[command(flatten)]
     pub(crate) retry: super::retry::RawRetry,
+    /// Enqueue the jobs of a JSON-lines file (`-`: stdin), one job per line
+    /// with the fields of these flags (`kind`, `args`, `queue`, `in`, …), in
+    /// all-or-nothing batches; a bad line is named and stops the run.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "kind",
+        allow_hyphen_values = true
+    )]
+    pub(crate) batch: Option<String>,
+    /// With --batch: jobs per all-or-nothing batch.
+    #[arg(long, default_value_t = 1000, requires = "batch",
+        value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) batch_size: u32,
 }
 
 fn invalid(field: &'static str, code: &'static str, message: String) -> anyhow::Error {
@@ -74,6 +99,13 @@ fn invalid(field: &'static str, code: &'static str, message: String) -> anyhow::
 fn duration_arg(field: &'static str, v: &Option<String>) -> anyhow::Result<Option<Duration>> {
     v.as_deref()
         .map(|s| {
+            if s.trim_start().starts_with('-') {
+                return Err(invalid(
+                    field,
+                    "duration_negative",
+                    format!("{s:?} is negative: a duration must not be negative (like 30s, 5m, 2h)"),
+                ));
+            }
             parse_duration(s).map_err(|_| {
                 invalid(
                     field,
@@ -86,24 +118,47 @@ fn duration_arg(field: &'static str, v: &Option<String>) -> anyhow::Result<Optio
 }
 
 /// The `--args` text: as given, or read from `@PATH` or `-` (stdin), since
-/// one command-line argument cannot carry more than 128 KiB.
-fn read_args(args: &str) -> anyhow::Result<String> {
-    let (text, source) = if args == "-" {
-        let mut text = String::new();
-        let read = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text);
-        (read.map(|_| text), "stdin".to_owned())
+/// one command-line argument cannot carry more than 128 KiB. Reads at most
+/// `limit` bytes and one more: a longer input is refused as soon as that
+/// byte arrives, so `@/dev/zero` or an endless pipe cannot exhaust memory.
+fn read_args(args: &str, limit: usize) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let (source, reader): (String, std::io::Result<Box<dyn std::io::Read>>) = if args == "-" {
+        ("stdin".to_owned(), Ok(Box::new(std::io::stdin())))
     } else if let Some(path) = args.strip_prefix('@') {
-        (std::fs::read_to_string(path), path.to_owned())
+        let file = std::fs::File::open(path).map(|f| Box::new(f) as Box<dyn std::io::Read>);
+        (path.to_owned(), file)
     } else {
         return Ok(args.to_owned());
     };
-    text.map_err(|e| invalid("args", "args_unreadable", format!("cannot read {source}: {e}")))
+    let unreadable =
+        |e: std::io::Error| invalid("args", "args_unreadable", format!("cannot read {source}: {e}"));
+    let mut bytes = Vec::new();
+    reader
+        .and_then(|r| r.take(limit as u64 + 1).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() > limit {
+        return Err(invalid(
+            "args",
+            "args_too_large",
+            format!("{source} holds more than {limit} bytes; the limit is {limit} bytes"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        invalid(
+            "args",
+            "args_invalid_json",
+            format!("{source} is not valid JSON: it is not UTF-8 text"),
+        )
+    })
 }
 
 impl EnqueueArgs {
-    /// The job these arguments describe (validated by the client on enqueue).
-    pub(crate) fn to_job(&self) -> anyhow::Result<NewJob> {
-        let mut job = NewJob::new(self.kind.clone(), read_args(&self.args)?);
+    /// The job these arguments describe (validated by the client on enqueue
+    /// with `limits`, which also bound how much of `--args` is read).
+    pub(crate) fn to_job(&self, limits: &Limits) -> anyhow::Result<NewJob> {
+        let args = read_args(&self.args, limits.max_args_bytes)?;
+        let mut job = NewJob::new(self.kind.clone().unwrap_or_default(), args);
         job.queue = self.queue.clone();
         job.priority = self.priority;
         job.delay = duration_arg("in", &self.delay)?;
@@ -144,9 +199,31 @@ impl EnqueueArgs {
 pub(crate) fn check_before_open(cmd: &super::Command) -> anyhow::Result<Option<NewJob>> {
     use super::Command;
     match cmd {
+        Command::Enqueue(a) if a.batch.is_some() => {
+            let single_job_flags = a.args != "{}"
+                || a.queue.is_some()
+                || a.priority.is_some()
+                || a.delay.is_some()
+                || a.at.is_some()
+                || a.unique_key.is_some()
+                || a.expires_in.is_some()
+                || a.max_attempts.is_some()
+                || a.tenant.is_some()
+                || a.timeout.is_some()
+                || !a.tags.is_empty()
+                || a.retry.is_set();
+            if single_job_flags {
+                return Err(invalid(
+                    "batch",
+                    "batch_with_job_flags",
+                    "--batch takes no other job flags: give each job's fields on its line".into(),
+                ));
+            }
+        }
         Command::Enqueue(a) => {
-            let job = a.to_job()?;
-            errand_core::validate::validate(job.clone(), &Limits::default(), Timestamp::now())?;
+            let limits = Limits::default();
+            let job = a.to_job(&limits)?;
+            errand_core::validate::validate(job.clone(), &limits, Timestamp::now())?;
             // The built-in kinds' args (a `command` job's argv…) are checked
             // here too, before any store is opened.
             errand_engine::executor::check_builtin_args(&job.kind, &job.args)?;
@@ -156,6 +233,7 @@ pub(crate) fn check_before_open(cmd: &super::Command) -> anyhow::Result<Option<N
             list_filter(a)?;
         }
         Command::Jobs(JobsCmd::Show(a) | JobsCmd::Retry(a) | JobsCmd::Cancel(a)) => {
+            a.job_id()?;
             scope(&a.tenant)?;
         }
         Command::Queues(
@@ -218,17 +296,36 @@ pub(crate) struct ListArgs {
     #[arg(long, default_value_t = 50)]
     limit: usize,
     /// Continue after this id (the previous page's last id, or its `next_cursor`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     before: Option<i64>,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct IdArgs {
-    /// The job id.
+    /// The job id (a positive integer).
+    #[arg(allow_negative_numbers = true)]
     id: i64,
     /// Act as this tenant: other tenants' jobs are invisible.
     #[arg(long)]
     tenant: Option<String>,
+}
+
+/// A job id given on the command line: a positive integer.
+fn job_id(field: &'static str, id: i64) -> anyhow::Result<JobId> {
+    if id < 1 {
+        return Err(invalid(
+            field,
+            "id_invalid",
+            format!("{id} is not a job id: the id must be a positive integer"),
+        ));
+    }
+    Ok(JobId(id))
+}
+
+impl IdArgs {
+    fn job_id(&self) -> anyhow::Result<JobId> {
+        job_id("id", self.id)
+    }
 }
 
 fn scope(tenant: &Option<String>) -> anyhow::Result<Scope> {
@@ -265,7 +362,7 @@ fn list_filter(a: &ListArgs) -> anyhow::Result<JobFilter> {
         queue: a.queue.clone(),
         kind: a.kind.clone(),
         tenant: None,
-        before_id: a.before.map(JobId),
+        before_id: a.before.map(|id| job_id("before", id)).transpose()?,
         limit: a.limit,
     })
 }
@@ -276,7 +373,12 @@ pub(crate) async fn jobs(errand: &Errand, cmd: &JobsCmd, as_json: bool) -> anyho
         JobsCmd::List(a) => {
             let page = client.jobs(&list_filter(a)?).await?;
             if as_json {
-                return output::json(&json!({ "jobs": page.jobs, "next_cursor": page.next_cursor }));
+                let jobs = page
+                    .jobs
+                    .iter()
+                    .map(output::job_json)
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                return output::json(&json!({ "jobs": jobs, "next_cursor": page.next_cursor }));
             }
             let mut t = Table::new(vec![
                 "ID", "STATE", "QUEUE", "KIND", "ATTEMPT", "RUN_AT", "TENANT",
@@ -299,12 +401,12 @@ pub(crate) async fn jobs(errand: &Errand, cmd: &JobsCmd, as_json: bool) -> anyho
             Ok(())
         }
         JobsCmd::Show(a) => {
-            let job = client.job(JobId(a.id), &scope(&a.tenant)?).await?;
+            let job = client.job(a.job_id()?, &scope(&a.tenant)?).await?;
             if as_json {
-                return output::json(&job);
+                return output::json(&output::job_json(&job)?);
             }
             let mut out = String::new();
-            let mut kv = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+            let mut kv = |k: &str, v: String| out.push_str(&format!("{k:<14}{}\n", output::escape(&v)));
             kv("id", job.id.to_string());
             kv("state", job.state.to_string());
             kv("queue", job.queue.clone());
@@ -361,13 +463,13 @@ pub(crate) async fn jobs(errand: &Errand, cmd: &JobsCmd, as_json: bool) -> anyho
         }
         JobsCmd::Retry(a) | JobsCmd::Cancel(a) => {
             let scope = scope(&a.tenant)?;
-            let id = JobId(a.id);
+            let id = a.job_id()?;
             let job = match cmd {
                 JobsCmd::Retry(_) => client.retry(id, &scope).await?,
                 _ => client.cancel(id, &scope).await?,
             };
             if as_json {
-                return output::json(&job);
+                return output::json(&output::job_json(&job)?);
             }
             if job.cancel_requested && job.state == JobState::Running {
                 println!("job {id} is running; cancellation requested");
@@ -412,14 +514,37 @@ pub(crate) enum QueuesCmd {
     },
 }
 
+/// One queue as `queues list --json` shows it: every state's count (0
+/// included), the oldest available job's wait, and the totals under the
+/// names the table uses. `failed_total` counts jobs that failed for good
+/// (discarded); `failed_attempts` counts every failed attempt, retried or not.
+fn queue_json(q: &errand_core::store::QueueStats) -> serde_json::Value {
+    let counts: serde_json::Map<String, serde_json::Value> = JobState::ALL
+        .iter()
+        .map(|s| (s.to_string(), json!(q.counts.get(s).copied().unwrap_or(0))))
+        .collect();
+    json!({
+        "name": q.name,
+        "paused": q.paused,
+        "counts": counts,
+        "oldest_age_ms": q.oldest_available_age.map(|d| d.as_millis() as u64),
+        "completed_total": q.completed_total,
+        "failed_total": q.discarded_total,
+        "failed_attempts": q.failed_total,
+    })
+}
+
 pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> anyhow::Result<()> {
     let client = errand.client();
     match cmd {
         QueuesCmd::List => {
             let qs = client.queues().await?;
             if as_json {
-                return output::json(&qs);
+                return output::json(&qs.iter().map(queue_json).collect::<Vec<_>>());
             }
+            // The table's columns are the JSON's fields (upper-cased), those
+            // that fit in 100 columns: the finished states' counts are in
+            // the JSON only.
             let mut t = Table::new(vec![
                 "QUEUE",
                 "PAUSED",
@@ -427,12 +552,8 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
                 "SCHEDULED",
                 "RUNNING",
                 "RETRYABLE",
-                "COMPLETED",
-                "DISCARDED",
-                "CANCELLED",
-                "EXPIRED",
-                "OLDEST",
-                "DONE_TOTAL",
+                "OLDEST_AGE",
+                "COMPLETED_TOTAL",
                 "FAILED_TOTAL",
             ]);
             for q in &qs {
@@ -444,16 +565,10 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
                     n(JobState::Scheduled),
                     n(JobState::Running),
                     n(JobState::Retryable),
-                    n(JobState::Completed),
-                    n(JobState::Discarded),
-                    n(JobState::Cancelled),
-                    n(JobState::Expired),
-                    q.oldest_available_age.map_or_else(
-                        || "-".into(),
-                        |d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string(),
-                    ),
+                    q.oldest_available_age
+                        .map_or_else(|| "-".into(), output::short_age),
                     q.completed_total.to_string(),
-                    q.failed_total.to_string(),
+                    q.discarded_total.to_string(),
                 ]);
             }
             print!("{}", t.render());

@@ -1,6 +1,7 @@
 //! The `errand` command line: arguments (clap), configuration, and one
 //! module per command family.
 
+pub(crate) mod batch;
 pub(crate) mod bench;
 pub(crate) mod bench_schedule;
 pub(crate) mod config;
@@ -26,11 +27,16 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// The heading of the options every command takes, apart from its own.
+const GLOBAL_HEADING: &str = "Global options";
+
 /// Options every command takes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = GLOBAL_HEADING)]
 pub(crate) struct Global {
     /// The store: sqlite://PATH (default sqlite://errand.db) or postgres://USER@HOST/DB.
-    #[arg(long, global = true, env = "ERRAND_DATABASE_URL")]
+    // Its value may hold a password: `--help` must not show it.
+    #[arg(long, global = true, env = "ERRAND_DATABASE_URL", hide_env_values = true)]
     pub(crate) database: Option<String>,
     /// The configuration file (default: ./errand.toml when it exists).
     #[arg(long, global = true, env = "ERRAND_CONFIG")]
@@ -89,6 +95,40 @@ pub(crate) enum BenchWhat {
     Schedule(bench_schedule::ScheduleBenchArgs),
 }
 
+/// The options only commands that open the store use.
+const STORE_OPTIONS: [&str; 3] = ["database", "durability", "postgres_schema"];
+
+/// The `schedule` subcommands that never open the store (see
+/// [`schedule::ScheduleCmd::needs_store`]).
+const PURE_SCHEDULE_COMMANDS: [&str; 4] = ["next", "translate", "check", "crontab"];
+
+/// The command line's definition: the derived one, with the store options
+/// hidden from the help of commands that do not use them.
+fn command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // Propagates the global options to every subcommand, so that they can
+    // be hidden where they do not apply.
+    cmd.build();
+    cmd.mut_subcommand("schedule", |schedule| {
+        PURE_SCHEDULE_COMMANDS.iter().fold(schedule, |schedule, name| {
+            // In place: after `build`, moving an argument (as `mut_arg`
+            // does) would break the index of the built command.
+            schedule.mut_subcommand(name, |sub| {
+                sub.mut_args(|a| {
+                    let store_option = STORE_OPTIONS.contains(&a.get_id().as_str());
+                    if store_option { a.hide(true) } else { a }
+                })
+            })
+        })
+    })
+}
+
+/// Parses the process's arguments.
+pub(crate) fn parse() -> Result<Cli, clap::Error> {
+    let matches = command().try_get_matches()?;
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+}
+
 impl Global {
     pub(crate) fn overrides(&self) -> config::Overrides {
         config::Overrides {
@@ -99,5 +139,65 @@ impl Global {
             log_format: self.log_format.clone(),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn help(path: &[&str]) -> String {
+        let mut cmd = command();
+        let mut sub = &mut cmd;
+        for name in path {
+            sub = sub.find_subcommand_mut(name).expect("a subcommand");
+        }
+        sub.render_long_help().to_string()
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_have_their_own_heading() {
+        let text = help(&["jobs", "list"]);
+        let heading = text.find("Global options:").expect("a global heading");
+        let own = text.find("--state").expect("its own option");
+        let global = text.find("--database").expect("a global option");
+        assert!(own < heading && heading < global, "{text}");
+    }
+
+    #[test]
+    fn pure_schedule_commands_do_not_list_store_options() {
+        for name in PURE_SCHEDULE_COMMANDS {
+            let text = help(&["schedule", name]);
+            assert!(!text.contains("--database"), "{name}: {text}");
+            assert!(!text.contains("--postgres-schema"), "{name}: {text}");
+        }
+        assert!(help(&["schedule", "list"]).contains("--database"));
+    }
+
+    #[test]
+    fn hidden_options_still_parse_and_help_still_works() {
+        let parse = |args: &[&str]| {
+            command()
+                .try_get_matches_from(args)
+                .map(|_| ())
+                .map_err(|e| e.kind())
+        };
+        assert_eq!(
+            parse(&["errand", "schedule", "next", "--help"]),
+            Err(clap::error::ErrorKind::DisplayHelp)
+        );
+        assert_eq!(
+            parse(&["errand", "--database", "x.db", "schedule", "next", "* * * * *"]),
+            Ok(())
+        );
+        assert_eq!(
+            parse(&["errand", "schedule", "next", "--durability", "full", "@daily"]),
+            Ok(())
+        );
     }
 }

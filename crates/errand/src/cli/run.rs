@@ -64,7 +64,7 @@ pub(crate) async fn run(
     tracing::info!(
         what,
         worker = worker.id(),
-        database = %redact(&config.database),
+        database = %errand::redact_url(&config.database),
         config = %config.file.as_deref().map_or("(none)".into(), |p| p.display().to_string()),
         queues = %queues.join(","),
         "errand started"
@@ -103,24 +103,4 @@ pub(crate) async fn run(
         "errand stopped"
     );
     Ok(())
-}
-
-/// A database URL without its password, for logs.
-pub(crate) fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.split_once('@')
-        && let Some((user, _)) = userinfo.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
-    }
-    url.to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_not_logged() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(super::redact("sqlite://errand.db"), "sqlite://errand.db");
-    }
 }

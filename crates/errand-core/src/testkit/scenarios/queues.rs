@@ -123,7 +123,8 @@ pub async fn set_queue_paused_creates_and_flags_the_queue(store: Arc<dyn Store>)
 
 /// `list_queues` counts each queue's jobs per state (states with none are
 /// absent) and reports how long its oldest available job has waited since
-/// its `run_at` (none when nothing is available).
+/// it became available: its `run_at`, or its enqueue if that was later
+/// (none when nothing is available).
 pub async fn list_queues_counts_jobs_per_state_and_the_oldest_wait(store: Arc<dyn Store>) {
     let s = &*store;
     let q = "mail";
@@ -164,6 +165,26 @@ pub async fn list_queues_counts_jobs_per_state_and_the_oldest_wait(store: Arc<dy
     let empty = queue_stats(s, "empty", now).await;
     assert_eq!(empty.oldest_available_age, None, "no available job, no age");
     assert_eq!(empty.counts.get(&JobState::Running), Some(&1));
+}
+
+/// A job enqueued with a `run_at` already in the past has waited since it
+/// was enqueued, not since its `run_at`: the oldest wait is counted from
+/// the later of the two.
+pub async fn list_queues_oldest_wait_starts_when_a_job_became_available(store: Arc<dyn Store>) {
+    let s = &*store;
+    let q = "late";
+    // Due an hour before it was enqueued, at 0.
+    add(s, job_in(q, "k").run_at(at(-3600)), at(0)).await;
+    let stats = queue_stats(s, q, at(10)).await;
+    assert_eq!(
+        stats.oldest_available_age,
+        Some(secs(10)),
+        "enqueued at 0, already due: it has waited 10s, not since its run_at"
+    );
+    // A later job that was due in the past too does not change the oldest.
+    add(s, job_in(q, "k").run_at(at(-7200)), at(5)).await;
+    let stats = queue_stats(s, q, at(10)).await;
+    assert_eq!(stats.oldest_available_age, Some(secs(10)), "{stats:?}");
 }
 
 /// The leader role is held exclusively while its ttl lasts: others are

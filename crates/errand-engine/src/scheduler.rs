@@ -171,6 +171,16 @@ impl Scheduler {
         }
     }
 
+    /// Each enabled schedule's name and the queue its jobs go to.
+    pub fn target_queues(&self) -> Vec<(String, String)> {
+        let now = self.rt.clock.now();
+        self.entries
+            .iter()
+            .filter(|e| e.def.enabled)
+            .filter_map(|e| Some((e.def.name.clone(), self.job_for(&e.def, now, now).0?.queue)))
+            .collect()
+    }
+
     /// Registers the schedules with the store (removing the stored ones this
     /// scheduler does not have), reads their progress, and fires the
     /// `@reboot` ones. [`Scheduler::tick`] starts the scheduler if needed.

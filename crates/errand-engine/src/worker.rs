@@ -614,6 +614,7 @@ impl Worker {
         let completer = tokio::spawn(completer(shared.clone(), done_rx, background_stop.clone()));
         let heartbeat = tokio::spawn(heartbeat(shared.clone(), background_stop.clone()));
         let cancels = tokio::spawn(watch_cancels(shared.clone(), background_stop.clone()));
+        tokio::spawn(watch_unserved(shared.clone(), background_stop.clone()));
         tracing::info!(worker = %shared.id, "worker started");
         RunningWorker {
             shared,
@@ -1097,6 +1098,51 @@ async fn watch_cancels(shared: Arc<Shared>, stop: CancellationToken) {
             Ok(ids) => shared.ask_to_stop(&ids, STOP_OPERATOR),
             // The heartbeat reports outages; it also brings cancel requests.
             Err(e) => tracing::debug!(worker = %shared.id, error = %e, "cannot look for cancel requests"),
+        }
+    }
+}
+
+/// How often a worker looks for queues with waiting jobs that it does not serve.
+const UNSERVED_LOOK_EVERY: Duration = Duration::from_secs(300);
+/// A waiting job older than this in a queue this worker does not serve
+/// suggests that no worker serves it.
+const UNSERVED_WARN_AFTER: Duration = Duration::from_secs(300);
+
+/// Says, once per queue, when jobs wait in a queue this worker does not
+/// serve: at info while they are young (another worker may serve it), as a
+/// warning once the oldest has waited [`UNSERVED_WARN_AFTER`] (perhaps none does).
+async fn watch_unserved(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut told: HashMap<String, bool> = HashMap::new();
+    loop {
+        if let Ok(queues) = shared.rt.store.list_queues(shared.rt.clock.now()).await {
+            for q in queues {
+                let waiting = q
+                    .counts
+                    .get(&errand_core::JobState::Available)
+                    .copied()
+                    .unwrap_or(0);
+                if waiting == 0 || q.paused || shared.queue_finish.contains_key(&q.name) {
+                    continue;
+                }
+                let age = q.oldest_available_age.unwrap_or_default();
+                let stale = age >= UNSERVED_WARN_AFTER;
+                let before = told.get(&q.name).copied();
+                if stale && before != Some(true) {
+                    tracing::warn!(worker = %shared.id, queue = %q.name, waiting,
+                        oldest_wait = %lifecycle::fmt_duration(age),
+                        "jobs wait in a queue this worker does not serve, and have for a while: is any worker serving it?");
+                } else if before.is_none() {
+                    tracing::info!(worker = %shared.id, queue = %q.name, waiting,
+                        "jobs wait in a queue this worker does not serve; another worker must serve it");
+                } else {
+                    continue;
+                }
+                told.insert(q.name, stale);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(UNSERVED_LOOK_EVERY) => {},
+            _ = stop.cancelled() => return,
         }
     }
 }

@@ -69,3 +69,27 @@ fn clear_deletes_waiting_jobs_and_remove_forgets_an_empty_queue() {
     let (code, _, stderr) = s.fail(&["queues", "clear", "bad name"]);
     assert_eq!(code, 2, "{stderr}");
 }
+
+/// Jobs and schedules aimed at a queue that the worker does not serve are
+/// named in its log instead of waiting without a word.
+#[test]
+fn a_worker_names_queues_with_waiting_jobs_it_does_not_serve() {
+    let s = Scratch::new();
+    std::fs::write(
+        s.path("errand.toml"),
+        "[worker]\nqueues = { default = 2 }\n\n[[schedule]]\nname = \"nightly\"\ncron = \"0 3 * * *\"\nkind = \"report\"\nqueue = \"reports\"\n",
+    )
+    .unwrap();
+    s.ok(&["migrate"]);
+    s.ok(&["enqueue", "k", "--queue", "elsewhere"]);
+    let mut w = common::Proc::spawn(s.cmd(&["work"]), &s.path("work.log"));
+    assert!(
+        common::eventually(std::time::Duration::from_secs(20), || {
+            let log = w.log_text();
+            log.contains("does not serve") && log.contains("elsewhere") && log.contains("reports")
+        }),
+        "{}",
+        w.log_text()
+    );
+    w.stop(std::time::Duration::from_secs(20));
+}

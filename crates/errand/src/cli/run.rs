@@ -81,11 +81,15 @@ pub(crate) async fn run(
     // empty one removes the stored schedules); without one, none runs.
     let scheduler = schedules.map(|file| {
         tracing::info!(schedules = file.schedules.len(), "scheduler started");
-        tokio::spawn(
-            errand
-                .scheduler(file.schedules, SchedulerConfig::default())
-                .run(stop.clone()),
-        )
+        let scheduler = errand.scheduler(file.schedules, SchedulerConfig::default());
+        // A schedule aimed at a queue no worker serves fills it silently.
+        for (schedule, queue) in scheduler.target_queues() {
+            if !config.queues.iter().any(|q| q.name == queue) {
+                tracing::warn!(schedule, queue,
+                    "this schedule enqueues into a queue this process does not work; another worker must serve it");
+            }
+        }
+        tokio::spawn(scheduler.run(stop.clone()))
     });
     shutdown_signal().await;
     tracing::info!(grace = ?config.worker.shutdown_grace,

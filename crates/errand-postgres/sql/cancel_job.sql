@@ -1,8 +1,11 @@
 -- An operator's cancel. An unstarted job becomes cancelled now, with a record
--- in its history; a running one is only flagged, and its worker learns it at
--- the next heartbeat. Finished jobs and jobs outside the scope ($2) match
--- nothing: the caller then looks the job up to say why.
+-- in its history; a running one is only flagged, and its worker stops it at
+-- its next look: the schema's channel is notified in this statement
+-- (so the NOTIFY is sent with the commit, even if the caller exits at once).
+-- Finished jobs and jobs outside the scope ($2) match nothing: the caller
+-- then looks the job up to say why.
 -- Locks: the job row, by primary key.
+WITH c AS (
 UPDATE __SCHEMA__.jobs AS j
 SET state = CASE WHEN j.state = 'running' THEN j.state ELSE 'cancelled' END,
     finished_at = CASE WHEN j.state = 'running' THEN j.finished_at ELSE $3 END,
@@ -14,3 +17,10 @@ SET state = CASE WHEN j.state = 'running' THEN j.state ELSE 'cancelled' END,
 WHERE j.id = $1 AND ($2::text IS NULL OR j.tenant = $2)
   AND j.state IN ('scheduled', 'available', 'running', 'retryable')
 RETURNING __JOB__
+),
+notified AS (
+    SELECT pg_notify(__CHANNEL__, c.queue) FROM c WHERE c.state = 'running'
+)
+-- The count forces the notify CTE to run (an unreferenced SELECT CTE never does).
+SELECT c.* FROM c
+WHERE (SELECT count(*) FROM notified) >= 0

@@ -341,14 +341,7 @@ impl Store for PostgresStore {
             .await
             .map_err(db)?;
         match r {
-            Some(r) => {
-                let job = row::job(&r)?;
-                if job.state == JobState::Running {
-                    // Its worker waits on the channel: tell it now.
-                    self.inner.notifier.notify(&job.queue);
-                }
-                Ok(job)
-            }
+            Some(r) => row::job(&r),
             None => Err(self.refusal(id, scope, "cancel").await),
         }
     }

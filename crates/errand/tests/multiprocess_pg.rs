@@ -417,3 +417,70 @@ fn json_jobs_read_the_same_on_both_stores() {
         "jobs list --json differs between SQLite and PostgreSQL"
     );
 }
+
+/// On PostgreSQL a cancel from another process reaches the running job
+/// through NOTIFY, well before the heartbeat (10 s here).
+#[test]
+fn a_cancel_from_another_process_stops_a_running_job_at_once() {
+    let Some(url) = server_url() else { return };
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let schema = Schema {
+        url: url.clone(),
+        name: format!("t_{secs}_{}_902", std::process::id()),
+    };
+    let s = Scratch::new();
+    std::fs::write(
+        s.path("errand.toml"),
+        "[worker]\nlease = \"30s\"\nheartbeat = \"10s\"\nqueues = { default = 2 }\n",
+    )
+    .unwrap();
+    let pg = |args: &[&str]| {
+        let mut cmd = s.bare();
+        cmd.args(["--database", &url, "--postgres-schema", &schema.name])
+            .args(args);
+        cmd
+    };
+    common::expect_ok(&["migrate"], pg(&["migrate"]).output().unwrap());
+    let args = json!({"argv": ["sleep", "30"]}).to_string();
+    let out = common::expect_ok(
+        &["enqueue"],
+        pg(&["--json", "enqueue", "command", "--args", &args])
+            .output()
+            .unwrap(),
+    );
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let state = || {
+        let out = common::expect_ok(
+            &["jobs", "show"],
+            pg(&["--json", "jobs", "show", &id]).output().unwrap(),
+        );
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut w = Proc::spawn(pg(&["work"]), &s.path("work.log"));
+    assert!(
+        common::eventually(Duration::from_secs(20), || state() == "running"),
+        "{}",
+        w.log_text()
+    );
+    common::expect_ok(
+        &["jobs", "cancel"],
+        pg(&["jobs", "cancel", &id]).output().unwrap(),
+    );
+    let asked = Instant::now();
+    assert!(
+        common::eventually(Duration::from_secs(8), || state() == "cancelled"),
+        "{}",
+        w.log_text()
+    );
+    let took = asked.elapsed();
+    assert!(took < Duration::from_millis(1500), "the cancel took {took:?}");
+    w.stop(Duration::from_secs(20));
+}

@@ -68,12 +68,17 @@ struct Schema {
 
 impl Schema {
     fn fresh(url: &str) -> Schema {
+        Schema::numbered(url, 900)
+    }
+
+    /// A schema of this run for the test numbered `n`, dropped when done.
+    fn numbered(url: &str, n: u32) -> Schema {
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         Schema {
             url: url.to_owned(),
-            name: format!("t_{secs}_{}_900", std::process::id()),
+            name: format!("t_{secs}_{}_{n}", std::process::id()),
         }
     }
 }
@@ -362,13 +367,7 @@ async fn log_says(p: &Proc, text: &str) -> bool {
 #[test]
 fn json_jobs_read_the_same_on_both_stores() {
     let Some(url) = server_url() else { return };
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let schema = Schema {
-        url: url.clone(),
-        name: format!("t_{secs}_{}_901", std::process::id()),
-    };
+    let schema = Schema::numbered(&url, 901);
     let s = Scratch::new();
     let sqlite = s.url();
     let args = r#"{"zeta":1,"alpha":{"y":2,"b":[{"k":1,"a":"x"}]},"mid":null}"#;
@@ -423,13 +422,7 @@ fn json_jobs_read_the_same_on_both_stores() {
 #[test]
 fn a_cancel_from_another_process_stops_a_running_job_at_once() {
     let Some(url) = server_url() else { return };
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let schema = Schema {
-        url: url.clone(),
-        name: format!("t_{secs}_{}_902", std::process::id()),
-    };
+    let schema = Schema::numbered(&url, 902);
     let s = Scratch::new();
     std::fs::write(
         s.path("errand.toml"),

@@ -144,8 +144,8 @@ fn translate_prints_one_cron_line_per_line() {
     );
 }
 
-const FILE: &str = r#"[server]
-listen = "127.0.0.1:0"
+const FILE: &str = r#"[worker]
+lease = "30s"
 
 [[schedule]]
 name = "nightly"

@@ -35,6 +35,10 @@ pub enum CrontabError {
     /// The identifier cannot go in a marker line.
     #[error("identifier {0:?} must be one line of printable text")]
     BadIdentifier(String),
+    /// Schedules that cannot be expressed exactly in a crontab, every one
+    /// of them (each an [`CrontabError::Unexportable`]).
+    #[error("{} schedule(s) cannot go in a crontab: {}", .0.len(), join(.0))]
+    Refused(Vec<CrontabError>),
     /// A schedule cannot be expressed exactly in a crontab.
     #[error("schedule {name:?} (line {line}): {message}")]
     Unexportable {
@@ -47,6 +51,10 @@ pub enum CrontabError {
     },
 }
 
+fn join(errors: &[CrontabError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
 fn begin(id: &str) -> String {
     format!("# Begin errand generated tasks for: {id}")
 }
@@ -55,16 +63,21 @@ fn end(id: &str) -> String {
     format!("# End errand generated tasks for: {id}")
 }
 
-fn check_id(id: &str) -> Result<(), CrontabError> {
-    if id.trim().is_empty() || id.chars().any(char::is_control) {
+/// The identifier as it goes in the marker lines: without leading or
+/// trailing whitespace (a marker line is matched with its trailing
+/// whitespace ignored, so `"id "` and `"id"` must be one block). Every
+/// function here normalises the identifier it is given this way.
+pub fn identifier(id: &str) -> Result<&str, CrontabError> {
+    let trimmed = id.trim();
+    if trimmed.is_empty() || id.chars().any(char::is_control) {
         return Err(CrontabError::BadIdentifier(id.to_string()));
     }
-    Ok(())
+    Ok(trimmed)
 }
 
 /// The block for `id` around `lines`, newline-terminated.
 pub fn block(id: &str, lines: &[String]) -> Result<String, CrontabError> {
-    check_id(id)?;
+    let id = identifier(id)?;
     let mut out = begin(id);
     out.push('\n');
     for l in lines {
@@ -120,6 +133,7 @@ fn find_block(text: &str, id: &str) -> Result<Option<(usize, usize)>, CrontabErr
 /// when there is none. Everything else is kept byte for byte; a final line
 /// without a newline gets one before an appended block. Idempotent.
 pub fn update(current: &str, id: &str, lines: &[String]) -> Result<String, CrontabError> {
+    let id = identifier(id)?;
     let new_block = block(id, lines)?;
     match find_block(current, id)? {
         Some((s, t)) => {
@@ -153,7 +167,7 @@ pub fn write(id: &str, lines: &[String]) -> Result<String, CrontabError> {
 /// `--clear`: removes the block for `id` (its marker lines included), keeping
 /// everything else byte for byte. No block: the text is returned unchanged.
 pub fn clear(current: &str, id: &str) -> Result<String, CrontabError> {
-    check_id(id)?;
+    let id = identifier(id)?;
     Ok(match find_block(current, id)? {
         Some((s, t)) => format!("{}{}", &current[..s], &current[t..]),
         None => current.to_string(),
@@ -214,23 +228,67 @@ impl CronZone {
     }
 }
 
+/// The crontab lines of a schedule file, and what was left out of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Export {
+    /// The lines of the block, in file order (`CRON_TZ=UTC` first in UTC mode).
+    pub lines: Vec<String>,
+    /// Schedules not exported, with the reason: those that enqueue jobs
+    /// (they need errand's scheduler) and disabled ones.
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A schedule [`render`] leaves out of the crontab, on purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    /// The schedule's name.
+    pub name: String,
+    /// The line of its `[[schedule]]` header.
+    pub line: usize,
+    /// Why: `enqueues a job …` or `disabled`.
+    pub reason: &'static str,
+}
+
 /// Renders the enabled `command` schedules of a file as crontab lines, in
-/// file order. Schedules that enqueue jobs are left out (they need the
-/// scheduler). A schedule is refused when cron cannot run it exactly: a
-/// time zone other than cron's, seconds or `L`/`W`/`#`, jitter, `on_overlap =
-/// "skip"`, or `on_missed` other than `skip`.
-pub fn render(file: &ScheduleFile, zone: &CronZone) -> Result<Vec<String>, CrontabError> {
-    let mut out = Vec::new();
+/// file order. Schedules that enqueue jobs (they need the scheduler) and
+/// disabled ones are left out, and listed in [`Export::left_out`]. A
+/// `command` schedule that cron cannot run exactly — a time zone other than
+/// cron's (in `--utc` mode: other than UTC), seconds or `L`/`W`/`#`, jitter,
+/// `on_overlap = "skip"`, or `on_missed` other than `skip` — is never
+/// skipped: the export fails with [`CrontabError::Refused`], naming every
+/// such schedule.
+pub fn render(file: &ScheduleFile, zone: &CronZone) -> Result<Export, CrontabError> {
+    let mut out = Export::default();
     if zone.utc_mode {
-        out.push("CRON_TZ=UTC".to_string());
+        out.lines.push("CRON_TZ=UTC".to_string());
     }
+    let mut refused = Vec::new();
     for def in &file.schedules {
-        if !def.enabled || !matches!(def.action, Action::Command { .. }) {
-            continue;
-        }
-        out.extend(render_schedule(def, zone)?);
+        let reason = match (&def.action, def.enabled) {
+            (Action::Enqueue { .. }, _) => "enqueues a job, which needs errand's scheduler (errand serve or work)",
+            (Action::Command { .. }, false) => "disabled",
+            (Action::Command { .. }, true) => match render_schedule(def, zone) {
+                Ok(lines) => {
+                    out.lines.extend(lines);
+                    continue;
+                }
+                Err(e) => {
+                    refused.push(e);
+                    continue;
+                }
+            },
+        };
+        out.left_out.push(LeftOut {
+            name: def.name.clone(),
+            line: def.line,
+            reason,
+        });
     }
-    Ok(out)
+    if refused.is_empty() {
+        Ok(out)
+    } else {
+        Err(CrontabError::Refused(refused))
+    }
 }
 
 /// The crontab lines of one `command` schedule.
@@ -302,7 +360,17 @@ pub fn shell_command(
     for (k, v) in env {
         words.push(format!("{k}={}", shell_quote(v)));
     }
-    words.extend(argv.iter().map(|a| shell_quote(a)));
+    // A program word like FOO=bar would be a variable assignment to the
+    // shell; quoted, it names the same program errand's executor runs.
+    // (The schedule file refuses such programs; this keeps both meanings
+    // equal for any caller.)
+    let program = &argv[0];
+    if super::file::assignment(program).is_some() {
+        words.push(format!("'{}'", program.replace('\'', r"'\''")));
+    } else {
+        words.push(shell_quote(program));
+    }
+    words.extend(argv[1..].iter().map(|a| shell_quote(a)));
     let line = words.join(" ");
     // Cron drops the backslash of `\%` and keeps every other backslash, so a
     // backslash right before a `%` cannot be written.
@@ -454,7 +522,7 @@ enabled = false
 "#;
         let file = ScheduleFile::parse(text).expect("valid");
         assert_eq!(
-            render(&file, &CronZone::machine("Europe/Paris")).expect("render"),
+            render(&file, &CronZone::machine("Europe/Paris")).expect("render").lines,
             ["30 2 * * * backup --all"]
         );
         let err = render(&file, &CronZone::machine("UTC")).expect_err("zone differs");
@@ -464,16 +532,25 @@ enabled = false
             "{err}"
         );
         assert!(render(&file, &CronZone::utc()).is_err());
+        let export = render(&file, &CronZone::machine("Europe/Paris")).expect("render");
+        assert_eq!(
+            export
+                .left_out
+                .iter()
+                .map(|l| (l.name.as_str(), l.line))
+                .collect::<Vec<_>>(),
+            [("job", 9), ("off", 14)]
+        );
 
         let utc =
             ScheduleFile::parse("[[schedule]]\nname = \"r\"\nevery = \"reboot\"\ncommand = [\"boot\"]\n")
                 .expect("valid");
         assert_eq!(
-            render(&utc, &CronZone::utc()).expect("render"),
+            render(&utc, &CronZone::utc()).expect("render").lines,
             ["CRON_TZ=UTC", "@reboot boot"]
         );
         assert_eq!(
-            render(&utc, &CronZone::machine("Etc/UTC")).expect("render"),
+            render(&utc, &CronZone::machine("Etc/UTC")).expect("render").lines,
             ["@reboot boot"]
         );
 
@@ -495,15 +572,63 @@ enabled = false
         )
         .expect("valid");
         assert_eq!(
-            render(&lists, &CronZone::machine("UTC")).expect("render"),
+            render(&lists, &CronZone::machine("UTC")).expect("render").lines,
             ["0 9 * * 1 c", "0 17 * * 1 c", "0 9 * * 5 c", "0 17 * * 5 c"]
         );
         let step =
             ScheduleFile::parse("[[schedule]]\nname = \"n\"\ncron = \"5/15 * * * *\"\ncommand = [\"c\"]\n")
                 .expect("valid");
         assert_eq!(
-            render(&step, &CronZone::machine("UTC")).expect("render"),
+            render(&step, &CronZone::machine("UTC")).expect("render").lines,
             ["5-59/15 * * * * c"]
+        );
+    }
+
+    #[test]
+    fn every_schedule_cron_cannot_run_is_named_not_just_the_first() {
+        let text = "[[schedule]]\nname = \"paris\"\ncron = \"@daily\"\ncommand = [\"a\"]\ntimezone = \"Europe/Paris\"\n\n\
+                    [[schedule]]\nname = \"fine\"\ncron = \"@daily\"\ncommand = [\"b\"]\n\n\
+                    [[schedule]]\nname = \"tokyo\"\ncron = \"@daily\"\ncommand = [\"c\"]\ntimezone = \"Asia/Tokyo\"\n\n\
+                    [[schedule]]\nname = \"jittery\"\ncron = \"@daily\"\ncommand = [\"d\"]\njitter = \"1m\"\n";
+        let file = ScheduleFile::parse(text).expect("valid");
+        for zone in [CronZone::utc(), CronZone::machine("UTC")] {
+            let Err(CrontabError::Refused(errors)) = render(&file, &zone) else {
+                panic!("refused")
+            };
+            let names: Vec<&str> = errors
+                .iter()
+                .map(|e| match e {
+                    CrontabError::Unexportable { name, .. } => name.as_str(),
+                    other => panic!("{other}"),
+                })
+                .collect();
+            assert_eq!(names, ["paris", "tokyo", "jittery"]);
+        }
+        // Only job schedules: an empty block, and each of them listed as left out.
+        let jobs = ScheduleFile::parse("[[schedule]]\nname = \"j\"\ncron = \"@daily\"\nkind = \"k\"\n").expect("valid");
+        let export = render(&jobs, &CronZone::utc()).expect("render");
+        assert_eq!(export.lines, ["CRON_TZ=UTC"]);
+        assert_eq!(export.left_out[0].name, "j");
+    }
+
+    #[test]
+    fn identifiers_are_trimmed_so_one_file_keeps_one_block() {
+        let once = update("", "my id ", &lines(&["* * * * * a"])).expect("update");
+        assert!(once.starts_with("# Begin errand generated tasks for: my id\n"), "{once:?}");
+        let twice = update(&once, "my id   ", &lines(&["* * * * * a"])).expect("update");
+        assert_eq!(twice, once);
+        assert_eq!(update(&once, " my id", &lines(&["* * * * * a"])).expect("update"), once);
+        assert_eq!(clear(&once, "my id  ").expect("clear"), "");
+        assert!(identifier("  ").is_err());
+        assert!(identifier("a\nb").is_err());
+    }
+
+    #[test]
+    fn an_assignment_like_program_is_quoted_as_the_program_it_is() {
+        let env = std::collections::BTreeMap::new();
+        assert_eq!(
+            shell_command(&lines(&["FOO=bar", "echo", "A=b"]), &env, None).expect("ok"),
+            "'FOO=bar' echo A=b"
         );
     }
 }

@@ -298,7 +298,9 @@ pub fn render_schedule(def: &ScheduleDef, zone: &CronZone) -> Result<Vec<String>
         line: def.line,
         message,
     };
-    let Action::Command { argv, env, dir } = &def.action else {
+    // A queue says which workers run the job; a crontab line runs on the
+    // machine whose crontab holds it, so it has nothing to restrict.
+    let Action::Command { argv, env, dir, .. } = &def.action else {
         return Err(refuse("only command schedules can go in a crontab".into()));
     };
     if !zone.same_zone(&def.timezone_name) {

@@ -129,8 +129,11 @@ pub enum Action {
         /// How long after the fire time the job expires if not started.
         expires_in: Option<Duration>,
     },
-    /// Run a command (argv, no shell).
+    /// Run a command (argv, no shell), as a job of kind `command`.
     Command {
+        /// The queue of the command's job; `None` for the default one. Only
+        /// workers of that queue run it (whenever's `roles`, errand's way).
+        queue: Option<String>,
         /// The program and its arguments.
         argv: Vec<String>,
         /// Extra environment variables.
@@ -386,7 +389,16 @@ fn parse_one(cx: &mut Ctx, header: usize, table: &DeTable<'_>) -> Option<Schedul
     let n = name.as_deref();
 
     for (k, _) in &entries {
-        if !KEYS.contains(&k.get_ref().as_ref()) {
+        if k.get_ref() == "roles" {
+            cx.issue(
+                n,
+                "roles",
+                k.span().start,
+                "errand has no server roles: a schedule fires once for the whole system, not once \
+                 per server; to run its job only on some machines, set queue = \"NAME\" and run \
+                 `errand work --queues NAME` on those machines (see docs/SCHEDULES.md)",
+            );
+        } else if !KEYS.contains(&k.get_ref().as_ref()) {
             cx.issue(
                 n,
                 k.get_ref(),
@@ -542,7 +554,13 @@ fn parse_one(cx: &mut Ctx, header: usize, table: &DeTable<'_>) -> Option<Schedul
     // Action.
     let kind = string(cx, "kind");
     let command = get("command");
-    let enqueue_keys = ["queue", "args", "priority", "unique_key", "expires_in"];
+    let enqueue_keys = ["args", "priority", "unique_key", "expires_in"];
+    let queue = string(cx, "queue").map(|(q, off)| {
+        if let Err(e) = crate::validate::queue_name("queue", &q) {
+            cx.issue(n, "queue", off, e.message);
+        }
+        q
+    });
     let command_keys = ["env", "dir"];
     let action = match (&kind, command) {
         (Some(_), Some((_, v))) => {
@@ -574,22 +592,6 @@ fn parse_one(cx: &mut Ctx, header: usize, table: &DeTable<'_>) -> Option<Schedul
             if k.trim().is_empty() {
                 cx.issue(n, "kind", *off, "must not be empty");
             }
-            let queue = string(cx, "queue").map(|(q, off)| {
-                if q.is_empty()
-                    || q.len() > 128
-                    || !q
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
-                {
-                    cx.issue(
-                        n,
-                        "queue",
-                        off,
-                        "must be 1-128 characters of letters, digits, _ - . :",
-                    );
-                }
-                q
-            });
             let args = match get("args") {
                 None => serde_json::Value::Object(Default::default()),
                 Some((_, v)) => match v.get_ref() {
@@ -642,7 +644,7 @@ fn parse_one(cx: &mut Ctx, header: usize, table: &DeTable<'_>) -> Option<Schedul
             let expires_in = duration_field(cx, n, &get, "expires_in");
             Some(Action::Enqueue {
                 kind: k.clone(),
-                queue,
+                queue: queue.clone(),
                 args,
                 priority,
                 unique_key,
@@ -747,7 +749,12 @@ fn parse_one(cx: &mut Ctx, header: usize, table: &DeTable<'_>) -> Option<Schedul
                 }
                 d
             });
-            Some(Action::Command { argv, env, dir })
+            Some(Action::Command {
+                queue: queue.clone(),
+                argv,
+                env,
+                dir,
+            })
         }
     };
 
@@ -1109,11 +1116,11 @@ on_missed = "later"
         );
         assert_eq!(both.len(), 2);
         let mixed = issues(
-            "[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\nqueue = \"q\"\nmissed_cap = 2\n",
+            "[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\npriority = 2\nmissed_cap = 2\n",
         );
         assert_eq!(
             mixed.iter().map(|i| i.field.as_str()).collect::<Vec<_>>(),
-            ["queue", "missed_cap"]
+            ["priority", "missed_cap"]
         );
         assert!(
             ScheduleFile::parse("[other]\nx = 1\n")
@@ -1199,6 +1206,22 @@ on_missed = "later"
              [[schedule]]\nname = \"y\"\ncron = \"@daily\"\ncommand = [\"./a=b\"]\n",
         )
         .expect("valid");
+    }
+
+    #[test]
+    fn roles_point_to_queues_and_command_schedules_take_a_queue() {
+        let got = issues("[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\nroles = [\"app\"]\n");
+        assert_eq!((got[0].field.as_str(), got[0].line), ("roles", 5));
+        assert!(got[0].message.contains("queue = \"NAME\""), "{}", got[0].message);
+        assert!(got[0].message.contains("--queues NAME"), "{}", got[0].message);
+        let f = ScheduleFile::parse(
+            "[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\nqueue = \"app\"\n",
+        )
+        .expect("valid");
+        assert!(matches!(&f.schedules[0].action, Action::Command { queue: Some(q), .. } if q == "app"));
+        let got = issues("[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\nqueue = \"a b\"\n");
+        assert_eq!(got[0].field, "queue");
+        assert!(got[0].message.contains("not a valid queue name"), "{}", got[0].message);
     }
 
     #[test]

@@ -42,6 +42,13 @@
 //!    midnight` is day 22 at 00:00); Chronic moves it to the next day.
 //! 9. A raw cron expression is printed with single spaces, and macros as
 //!    five fields.
+//! 10. Exactly one week however written (`7 days`, `168 hours`) is weekly,
+//!     like `week`; whenever gives them all one line.
+//! 11. Ruby syntax (`1.day`, `2.hours`, `:monday`) is an error naming
+//!     errand's form (`day`, `2 hours`, `monday`).
+//! 12. `start of the month` (or `beginning of month`) in `at` is day 1, and
+//!     `15th of the month` day 15; `end of the month` is refused (cron's `L`
+//!     has no five-field form).
 
 use super::Schedule;
 use super::cron::CronExpr;

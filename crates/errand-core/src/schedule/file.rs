@@ -26,8 +26,11 @@
 //! dir = "/var/log"
 //! ```
 //!
-//! Other top-level tables (the rest of errand's configuration) are ignored;
-//! an unknown key inside a schedule is an error. Every problem is reported
+//! Other top-level tables (the rest of errand's configuration) are left to
+//! the CLI, which checks them too; an unknown key inside a schedule is an
+//! error. `every` may be an array of phrases (`["monday", "friday"]`), a
+//! command schedule may name a `queue`, and a command's program must not be
+//! a `NAME=value` assignment (a shell would read it as a variable). Every problem is reported
 //! (not just the first) with the schedule's name, the field and the line.
 
 use std::collections::{BTreeMap, HashMap};

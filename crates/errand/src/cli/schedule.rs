@@ -98,7 +98,7 @@ pub(crate) struct CrontabArgs {
     /// Whose crontab (`crontab -u USER`).
     #[arg(long, value_name = "USER")]
     user: Option<String>,
-    /// The lines are in UTC: the block starts with CRON_TZ=UTC, and only UTC schedules are exported.
+    /// The lines are in UTC: the block starts with CRON_TZ=UTC, and every exported schedule must be in UTC (others are refused, each named).
     #[arg(long)]
     utc: bool,
 }

@@ -647,6 +647,13 @@ fn crontab_notes_each_schedule_it_leaves_out() {
     );
     assert!(err.contains("jobs.toml:6: schedule \"off\" left out: disabled"), "{err}");
     assert!(err.contains("no enabled command schedule"), "{err}");
+    let out = s.run(&["jobs.toml", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["action"], "printed");
+    assert_eq!(v["lines"], serde_json::json!([]));
+    assert_eq!(v["left_out"][0]["schedule"], "report");
+    assert_eq!(v["left_out"][1]["reason"], "disabled");
 }
 
 #[test]

@@ -631,12 +631,19 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
         message: e.to_string(),
         issues: Vec::new(),
     };
-    let done = |action: &str, lines: Option<&[String]>, text: String| -> Result<(), Failure> {
+    let done = |action: &str, export: Option<&crontab::Export>, text: String| -> Result<(), Failure> {
         if as_json {
+            let left_out: Option<Vec<serde_json::Value>> = export.map(|e| {
+                e.left_out
+                    .iter()
+                    .map(|l| serde_json::json!({ "schedule": l.name, "line": l.line, "reason": l.reason }))
+                    .collect()
+            });
             print_json(&serde_json::json!({
                 "action": action,
                 "identifier": identifier,
-                "lines": lines,
+                "lines": export.map(|e| &e.lines),
+                "left_out": left_out,
             }))
         } else {
             eprintln!("{text}");
@@ -725,20 +732,21 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
         }
     }
     let lines = &export.lines;
+    let export = Some(&export);
     if args.update {
         let current = read_crontab(user)?;
         let new = crontab::update(&current, &identifier, lines).map_err(not_ours)?;
         if new == current {
             return done(
                 "unchanged",
-                Some(lines),
+                export,
                 "[update] crontab already up to date".into(),
             );
         }
         write_crontab(user, &new)?;
         return done(
             "updated",
-            Some(lines),
+            export,
             format!(
                 "[update] crontab block {identifier:?} updated with {commands} line(s)"
             ),
@@ -749,14 +757,14 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
         write_crontab(user, &new)?;
         return done(
             "written",
-            Some(lines),
+            export,
             format!(
                 "[write] crontab replaced by block {identifier:?} with {commands} line(s)"
             ),
         );
     }
     if as_json {
-        return done("printed", Some(lines), String::new());
+        return done("printed", export, String::new());
     }
     let mut out = std::io::stdout().lock();
     for l in lines {

@@ -810,3 +810,36 @@ fn schedule_errors_under_json_are_one_json_object() {
     assert_eq!(code, 2);
     assert_eq!(v["error"]["field"], "file");
 }
+
+/// whenever's `--roles`, errand's way: each machine exports the command
+/// schedules of its queues, and those without a queue.
+#[test]
+fn crontab_queues_select_schedules_like_whenever_roles() {
+    let s = Scratch::new();
+    write(
+        s.dir.path(),
+        "roles.toml",
+        "[[schedule]]\nname = \"web\"\ncron = \"0 1 * * *\"\ncommand = [\"w\"]\nqueue = \"web\"\n\n\
+         [[schedule]]\nname = \"everywhere\"\ncron = \"0 2 * * *\"\ncommand = [\"e\"]\n\n\
+         [[schedule]]\nname = \"db\"\ncron = \"0 3 * * *\"\ncommand = [\"d\"]\nqueue = \"db\"\ntimezone = \"Asia/Tokyo\"\n",
+    );
+    let out = s.run(&["roles.toml", "--utc", "--queues", "web,app"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "CRON_TZ=UTC\n0 1 * * * w\n0 2 * * * e\n"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("roles.toml:12: schedule \"db\" left out: queue \"db\" not selected (--queues)"),
+        "{err}"
+    );
+    assert_eq!(s.ok(&["roles.toml", "--utc", "--queues", "other"]), "CRON_TZ=UTC\n0 2 * * * e\n");
+    // Selected, the Tokyo schedule is refused as always.
+    let out = s.run(&["roles.toml", "--utc", "--queues", "db"]);
+    assert_eq!(out.status.code(), Some(2));
+    let (code, err) = failure(&["schedule", "crontab", "--queues", "web=5", "--json"]);
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(err.trim()).expect("one JSON error");
+    assert_eq!(v["error"]["field"], "queues");
+}

@@ -234,7 +234,8 @@ pub struct Export {
     /// The lines of the block, in file order (`CRON_TZ=UTC` first in UTC mode).
     pub lines: Vec<String>,
     /// Schedules not exported, with the reason: those that enqueue jobs
-    /// (they need errand's scheduler) and disabled ones.
+    /// (they need errand's scheduler), disabled ones, and those whose queue
+    /// is not selected.
     pub left_out: Vec<LeftOut>,
 }
 
@@ -245,19 +246,30 @@ pub struct LeftOut {
     pub name: String,
     /// The line of its `[[schedule]]` header.
     pub line: usize,
-    /// Why: `enqueues a job …` or `disabled`.
-    pub reason: &'static str,
+    /// Why: `enqueues a job …`, `disabled`, or `queue "…" not selected …`.
+    pub reason: String,
 }
 
 /// Renders the enabled `command` schedules of a file as crontab lines, in
 /// file order. Schedules that enqueue jobs (they need the scheduler) and
-/// disabled ones are left out, and listed in [`Export::left_out`]. A
-/// `command` schedule that cron cannot run exactly — a time zone other than
-/// cron's (in `--utc` mode: other than UTC), seconds or `L`/`W`/`#`, jitter,
-/// `on_overlap = "skip"`, or `on_missed` other than `skip` — is never
-/// skipped: the export fails with [`CrontabError::Refused`], naming every
-/// such schedule.
-pub fn render(file: &ScheduleFile, zone: &CronZone) -> Result<Export, CrontabError> {
+/// disabled ones are left out, and listed in [`Export::left_out`].
+///
+/// `queues` selects schedules as whenever's `--roles` selects jobs (a
+/// machine's crontab gets what its roles run): with `Some(list)`, a command
+/// schedule with a `queue` is exported only when that queue is in the list
+/// (the others are left out); one without a queue goes in every crontab.
+/// `None` exports them all.
+///
+/// A selected `command` schedule that cron cannot run exactly — a time zone
+/// other than cron's (in `--utc` mode: other than UTC), seconds or
+/// `L`/`W`/`#`, jitter, `on_overlap = "skip"`, or `on_missed` other than
+/// `skip` — is never skipped: the export fails with
+/// [`CrontabError::Refused`], naming every such schedule.
+pub fn render(
+    file: &ScheduleFile,
+    zone: &CronZone,
+    queues: Option<&[String]>,
+) -> Result<Export, CrontabError> {
     let mut out = Export::default();
     if zone.utc_mode {
         out.lines.push("CRON_TZ=UTC".to_string());
@@ -265,8 +277,15 @@ pub fn render(file: &ScheduleFile, zone: &CronZone) -> Result<Export, CrontabErr
     let mut refused = Vec::new();
     for def in &file.schedules {
         let reason = match (&def.action, def.enabled) {
-            (Action::Enqueue { .. }, _) => "enqueues a job, which needs errand's scheduler (errand serve or work)",
-            (Action::Command { .. }, false) => "disabled",
+            (Action::Enqueue { .. }, _) => {
+                "enqueues a job, which needs errand's scheduler (errand serve or work)".to_string()
+            }
+            (Action::Command { .. }, false) => "disabled".to_string(),
+            (Action::Command { queue: Some(q), .. }, true)
+                if queues.is_some_and(|selected| !selected.contains(q)) =>
+            {
+                format!("queue {q:?} not selected (--queues)")
+            }
             (Action::Command { .. }, true) => match render_schedule(def, zone) {
                 Ok(lines) => {
                     out.lines.extend(lines);
@@ -524,17 +543,17 @@ enabled = false
 "#;
         let file = ScheduleFile::parse(text).expect("valid");
         assert_eq!(
-            render(&file, &CronZone::machine("Europe/Paris")).expect("render").lines,
+            render(&file, &CronZone::machine("Europe/Paris"), None).expect("render").lines,
             ["30 2 * * * backup --all"]
         );
-        let err = render(&file, &CronZone::machine("UTC")).expect_err("zone differs");
+        let err = render(&file, &CronZone::machine("UTC"), None).expect_err("zone differs");
         assert!(
             err.to_string()
                 .contains("schedule \"backup\" (line 2): its timezone is Europe/Paris"),
             "{err}"
         );
-        assert!(render(&file, &CronZone::utc()).is_err());
-        let export = render(&file, &CronZone::machine("Europe/Paris")).expect("render");
+        assert!(render(&file, &CronZone::utc(), None).is_err());
+        let export = render(&file, &CronZone::machine("Europe/Paris"), None).expect("render");
         assert_eq!(
             export
                 .left_out
@@ -548,11 +567,11 @@ enabled = false
             ScheduleFile::parse("[[schedule]]\nname = \"r\"\nevery = \"reboot\"\ncommand = [\"boot\"]\n")
                 .expect("valid");
         assert_eq!(
-            render(&utc, &CronZone::utc()).expect("render").lines,
+            render(&utc, &CronZone::utc(), None).expect("render").lines,
             ["CRON_TZ=UTC", "@reboot boot"]
         );
         assert_eq!(
-            render(&utc, &CronZone::machine("Etc/UTC")).expect("render").lines,
+            render(&utc, &CronZone::machine("Etc/UTC"), None).expect("render").lines,
             ["@reboot boot"]
         );
 
@@ -567,21 +586,21 @@ enabled = false
                 "[[schedule]]\nname = \"n\"\ncommand = [\"c\"]\n{extra}\n"
             ))
             .expect("valid");
-            assert!(render(&f, &CronZone::machine("UTC")).is_err(), "{extra}");
+            assert!(render(&f, &CronZone::machine("UTC"), None).is_err(), "{extra}");
         }
         let lists = ScheduleFile::parse(
             "[[schedule]]\nname = \"n\"\nevery = \"monday, friday\"\nat = \"9am, 5pm\"\ncommand = [\"c\"]\n",
         )
         .expect("valid");
         assert_eq!(
-            render(&lists, &CronZone::machine("UTC")).expect("render").lines,
+            render(&lists, &CronZone::machine("UTC"), None).expect("render").lines,
             ["0 9 * * 1 c", "0 17 * * 1 c", "0 9 * * 5 c", "0 17 * * 5 c"]
         );
         let step =
             ScheduleFile::parse("[[schedule]]\nname = \"n\"\ncron = \"5/15 * * * *\"\ncommand = [\"c\"]\n")
                 .expect("valid");
         assert_eq!(
-            render(&step, &CronZone::machine("UTC")).expect("render").lines,
+            render(&step, &CronZone::machine("UTC"), None).expect("render").lines,
             ["5-59/15 * * * * c"]
         );
     }
@@ -594,7 +613,7 @@ enabled = false
                     [[schedule]]\nname = \"jittery\"\ncron = \"@daily\"\ncommand = [\"d\"]\njitter = \"1m\"\n";
         let file = ScheduleFile::parse(text).expect("valid");
         for zone in [CronZone::utc(), CronZone::machine("UTC")] {
-            let Err(CrontabError::Refused(errors)) = render(&file, &zone) else {
+            let Err(CrontabError::Refused(errors)) = render(&file, &zone, None) else {
                 panic!("refused")
             };
             let names: Vec<&str> = errors
@@ -608,9 +627,28 @@ enabled = false
         }
         // Only job schedules: an empty block, and each of them listed as left out.
         let jobs = ScheduleFile::parse("[[schedule]]\nname = \"j\"\ncron = \"@daily\"\nkind = \"k\"\n").expect("valid");
-        let export = render(&jobs, &CronZone::utc()).expect("render");
+        let export = render(&jobs, &CronZone::utc(), None).expect("render");
         assert_eq!(export.lines, ["CRON_TZ=UTC"]);
         assert_eq!(export.left_out[0].name, "j");
+    }
+
+    #[test]
+    fn queues_select_command_schedules_as_whenever_roles_select_jobs() {
+        let text = "[[schedule]]\nname = \"app\"\ncron = \"@daily\"\ncommand = [\"a\"]\nqueue = \"app\"\n\n\
+                    [[schedule]]\nname = \"all\"\ncron = \"@daily\"\ncommand = [\"b\"]\n\n\
+                    [[schedule]]\nname = \"db\"\ncron = \"@daily\"\ncommand = [\"c\"]\nqueue = \"db\"\ntimezone = \"Asia/Tokyo\"\n";
+        let file = ScheduleFile::parse(text).expect("valid");
+        let zone = CronZone::machine("UTC");
+        let app = render(&file, &zone, Some(&["app".to_string()])).expect("db is not selected, so its zone does not matter");
+        assert_eq!(app.lines, ["0 0 * * * a", "0 0 * * * b"]);
+        assert_eq!(app.left_out.len(), 1);
+        assert_eq!((app.left_out[0].name.as_str(), app.left_out[0].line), ("db", 12));
+        assert_eq!(app.left_out[0].reason, "queue \"db\" not selected (--queues)");
+        let none = render(&file, &zone, Some(&["web".to_string()])).expect("render");
+        assert_eq!(none.lines, ["0 0 * * * b"]);
+        // Without a selection every command schedule is exported (and db's zone is refused).
+        assert!(matches!(render(&file, &zone, None), Err(CrontabError::Refused(e)) if e.len() == 1));
+        assert!(render(&file, &zone, Some(&["db".to_string()])).is_err());
     }
 
     #[test]

@@ -399,7 +399,8 @@ fn parse_one(cx: &mut Ctx, header: usize, table: &DeTable<'_>) -> Option<Schedul
                 k.span().start,
                 "errand has no server roles: a schedule fires once for the whole system, not once \
                  per server; to run its job only on some machines, set queue = \"NAME\" and run \
-                 `errand work --queues NAME` on those machines (see docs/SCHEDULES.md)",
+                 `errand work --queues NAME` on those machines, or for a crontab \
+                 `errand schedule crontab --queues NAME` (see docs/SCHEDULES.md)",
             );
         } else if !KEYS.contains(&k.get_ref().as_ref()) {
             cx.issue(

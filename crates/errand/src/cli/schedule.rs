@@ -95,6 +95,9 @@ pub(crate) struct CrontabArgs {
     /// Remove errand's block from the crontab.
     #[arg(long, group = "mode")]
     clear: bool,
+    /// Export only the command schedules of these queues, and those without a queue (whenever's --roles): e.g. --queues app,db.
+    #[arg(long, value_name = "QUEUE,…", value_delimiter = ',', num_args = 1..)]
+    queues: Option<Vec<String>>,
     /// Whose crontab (`crontab -u USER`).
     #[arg(long, value_name = "USER")]
     user: Option<String>,
@@ -667,13 +670,17 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
             format!("[clear] crontab block {identifier:?} removed"),
         );
     }
+    for q in args.queues.iter().flatten() {
+        errand_core::validate::queue_name("queues", q)
+            .map_err(|e| Failure::invalid(Some("queues"), format!("--queues: {}", e.message)))?;
+    }
     let file = load(&args.file, as_json)?;
     let cron_zone = if args.utc {
         CronZone::utc()
     } else {
         CronZone::machine(&machine_zone()?)
     };
-    let export = match crontab::render(&file, &cron_zone) {
+    let export = match crontab::render(&file, &cron_zone, args.queues.as_deref()) {
         Ok(export) => export,
         Err(crontab::CrontabError::Refused(errors)) => {
             let lines: Vec<String> = errors

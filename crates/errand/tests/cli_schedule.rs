@@ -843,3 +843,39 @@ fn crontab_queues_select_schedules_like_whenever_roles() {
     let v: serde_json::Value = serde_json::from_str(err.trim()).expect("one JSON error");
     assert_eq!(v["error"]["field"], "queues");
 }
+
+/// Blocks written before identifiers were resolved (`sub/../errand.toml`)
+/// are the same file's block: update and clear take them away too.
+#[test]
+fn crontab_update_folds_older_blocks_of_the_same_file_into_one() {
+    let s = Scratch::new();
+    std::fs::create_dir(s.dir.path().join("sub")).expect("mkdir");
+    let old_id = format!("{}/sub/../errand.toml", s.dir.path().display());
+    let old_block = format!(
+        "# Begin errand generated tasks for: {old_id}\n0 1 * * * old\n# End errand generated tasks for: {old_id}\n"
+    );
+    let before = format!("MAILTO=ops\n{old_block}# mine\n");
+    std::fs::write(&s.crontab, &before).expect("seed crontab");
+    // An explicit identifier leaves other blocks alone.
+    s.ok(&["--identifier", "app", "--update"]);
+    assert_eq!(s.crontab(), format!("{before}{BLOCK}"));
+    s.ok(&["--identifier", "app", "--clear"]);
+    assert_eq!(s.crontab(), before);
+
+    let out = s.run(&["--update"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("also removed block {old_id:?}")), "{err}");
+    let crontab = s.crontab();
+    assert_eq!(count(&crontab, "# Begin errand"), 1, "{crontab}");
+    assert!(!crontab.contains(" old\n"), "{crontab}");
+    assert!(crontab.starts_with("MAILTO=ops\n# mine\n# Begin errand generated tasks for: /"), "{crontab}");
+    // Both again, then clear takes both away.
+    std::fs::write(&s.crontab, format!("{crontab}{old_block}")).expect("seed crontab");
+    let out = s.run(&["--clear", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["action"], "cleared");
+    assert_eq!(v["aliases_removed"], serde_json::json!([old_id]));
+    assert_eq!(s.crontab(), "MAILTO=ops\n# mine\n");
+}

@@ -89,6 +89,23 @@ pub fn block(id: &str, lines: &[String]) -> Result<String, CrontabError> {
     Ok(out)
 }
 
+/// The identifiers of the blocks in a crontab (from their Begin lines), in
+/// order, each once: a caller can find blocks it wrote under another
+/// spelling of the same identifier.
+pub fn block_identifiers(text: &str) -> Vec<String> {
+    let prefix = begin("");
+    let mut out: Vec<String> = Vec::new();
+    for (s, t) in line_spans(text) {
+        if let Some(id) = text[s..t].trim_end().strip_prefix(&prefix) {
+            let id = id.trim();
+            if !id.is_empty() && !out.iter().any(|o| o == id) {
+                out.push(id.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// Byte ranges of the lines of `text` (each including its `\n`, if any).
 fn line_spans(text: &str) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();
@@ -649,6 +666,15 @@ enabled = false
         // Without a selection every command schedule is exported (and db's zone is refused).
         assert!(matches!(render(&file, &zone, None), Err(CrontabError::Refused(e)) if e.len() == 1));
         assert!(render(&file, &zone, Some(&["db".to_string()])).is_err());
+    }
+
+    #[test]
+    fn block_identifiers_lists_each_block_once() {
+        let text = "x\n# Begin errand generated tasks for: /a/../b.toml  \n1\n# End errand generated tasks for: /a/../b.toml\n\
+                    # Begin errand generated tasks for: app\n# End errand generated tasks for: app\n\
+                    # Begin errand generated tasks for: app\n#Begin errand generated tasks for: no\n";
+        assert_eq!(block_identifiers(text), ["/a/../b.toml", "app"]);
+        assert!(block_identifiers("").is_empty());
     }
 
     #[test]

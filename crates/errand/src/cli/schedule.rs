@@ -617,6 +617,34 @@ fn default_identifier(file: &Path) -> Result<String, Failure> {
     Ok(out.display().to_string())
 }
 
+/// With the default identifier, removes the blocks an earlier errand wrote
+/// for the same schedule file under another spelling of its path (before
+/// paths were resolved, `sub/../errand.toml` and `errand.toml` made two
+/// blocks, so their commands ran twice). Returns the crontab without them
+/// and their identifiers. An identifier given with `--identifier` is taken
+/// as it is: nothing else is removed.
+fn drop_aliases(
+    current: &str,
+    identifier: &str,
+    by_default: bool,
+) -> Result<(String, Vec<String>), crontab::CrontabError> {
+    let mut text = current.to_string();
+    let mut removed = Vec::new();
+    if !by_default {
+        return Ok((text, removed));
+    }
+    for id in crontab::block_identifiers(current) {
+        let same_file = id != identifier
+            && Path::new(&id).is_absolute()
+            && default_identifier(Path::new(&id)).is_ok_and(|resolved| resolved == identifier);
+        if same_file {
+            text = crontab::clear(&text, &id)?;
+            removed.push(id);
+        }
+    }
+    Ok((text, removed))
+}
+
 fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
     let raw_id = match &args.identifier {
         Some(id) => id.clone(),
@@ -625,6 +653,7 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
     let identifier = crontab::identifier(&raw_id)
         .map_err(|e| Failure::invalid(Some("identifier"), e.to_string()))?
         .to_string();
+    let by_default = args.identifier.is_none();
     let user = args.user.as_deref();
     // A crontab errand cannot safely change (Begin without End, two blocks).
     let not_ours = |e: crontab::CrontabError| Failure {
@@ -634,7 +663,11 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
         message: e.to_string(),
         issues: Vec::new(),
     };
-    let done = |action: &str, export: Option<&crontab::Export>, text: String| -> Result<(), Failure> {
+    let done = |action: &str,
+                export: Option<&crontab::Export>,
+                aliases: &[String],
+                text: String|
+     -> Result<(), Failure> {
         if as_json {
             let left_out: Option<Vec<serde_json::Value>> = export.map(|e| {
                 e.left_out
@@ -647,19 +680,25 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
                 "identifier": identifier,
                 "lines": export.map(|e| &e.lines),
                 "left_out": left_out,
+                "aliases_removed": aliases,
             }))
         } else {
             eprintln!("{text}");
+            for a in aliases {
+                eprintln!("note: also removed block {a:?}, written earlier for the same file under another path");
+            }
             Ok(())
         }
     };
     if args.clear {
         let current = read_crontab(user)?;
-        let new = crontab::clear(&current, &identifier).map_err(not_ours)?;
+        let (rest, aliases) = drop_aliases(&current, &identifier, by_default).map_err(not_ours)?;
+        let new = crontab::clear(&rest, &identifier).map_err(not_ours)?;
         if new == current {
             return done(
                 "unchanged",
                 None,
+                &aliases,
                 format!("[clear] no crontab block {identifier:?}; nothing removed"),
             );
         }
@@ -667,6 +706,7 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
         return done(
             "cleared",
             None,
+            &aliases,
             format!("[clear] crontab block {identifier:?} removed"),
         );
     }
@@ -742,11 +782,13 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
     let export = Some(&export);
     if args.update {
         let current = read_crontab(user)?;
-        let new = crontab::update(&current, &identifier, lines).map_err(not_ours)?;
+        let (rest, aliases) = drop_aliases(&current, &identifier, by_default).map_err(not_ours)?;
+        let new = crontab::update(&rest, &identifier, lines).map_err(not_ours)?;
         if new == current {
             return done(
                 "unchanged",
                 export,
+                &aliases,
                 "[update] crontab already up to date".into(),
             );
         }
@@ -754,6 +796,7 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
         return done(
             "updated",
             export,
+            &aliases,
             format!(
                 "[update] crontab block {identifier:?} updated with {commands} line(s)"
             ),
@@ -765,13 +808,14 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
         return done(
             "written",
             export,
+            &[],
             format!(
                 "[write] crontab replaced by block {identifier:?} with {commands} line(s)"
             ),
         );
     }
     if as_json {
-        return done("printed", export, String::new());
+        return done("printed", export, &[], String::new());
     }
     let mut out = std::io::stdout().lock();
     for l in lines {

@@ -186,10 +186,16 @@ fn ruby_form(s: &str) -> Option<String> {
 fn parse_every_item(raw: &str) -> Result<Every, EveryError> {
     let s = raw.trim().to_ascii_lowercase();
     if let Some(suggestion) = ruby_form(&s) {
-        return Err(every_err(format!(
-            "{:?} is whenever's Ruby syntax; write {suggestion:?}",
-            raw.trim()
-        )));
+        // Suggest errand's form only when errand takes it (`2.weeks` has no
+        // cron line either way): say why not otherwise.
+        return Err(every_err(match parse_every_item(&suggestion) {
+            Ok(_) => format!("{:?} is whenever's Ruby syntax; write {suggestion:?}", raw.trim()),
+            Err(e) => format!(
+                "{:?} is whenever's Ruby syntax, and errand's {suggestion:?} is refused too: {}",
+                raw.trim(),
+                e.message
+            ),
+        }));
     }
     let words: Vec<&str> = s.split_whitespace().collect();
     match words.as_slice() {
@@ -793,6 +799,12 @@ mod tests {
             assert!(e.message.ends_with(&format!("write {want}")), "{ruby}: {e}");
         }
         assert!(err("monday, :friday", None).message.contains("write \"friday\""));
+        // A Ruby form errand refuses in its own spelling too is not suggested.
+        for (ruby, why) in [("2.weeks", "cannot be written as cron lines"), (":fooday", "unknown schedule")] {
+            let m = err(ruby, None).message;
+            assert!(m.contains("is refused too") && m.contains(why), "{ruby}: {m}");
+            assert!(!m.contains("; write"), "{ruby}: {m}");
+        }
         // One week is weekly however it is written.
         for week in ["7 days", "168 hours", "10080 minutes", "1 week", "week"] {
             assert_eq!(lines(week, Some("4am")), ["0 4 * * 0"], "{week}");

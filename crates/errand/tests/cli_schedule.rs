@@ -594,9 +594,15 @@ fn crontab_messages_say_what_happened() {
     };
     let err = err_of(&["--identifier", "app", "--clear"]);
     assert!(err.contains("no crontab block \"app\"; nothing removed"), "{err}");
-    assert!(!s.crontab.exists(), "nothing to clear: the crontab is not written");
+    assert!(
+        !s.crontab.exists(),
+        "nothing to clear: the crontab is not written"
+    );
     let err = err_of(&["--identifier", "app", "--update"]);
-    assert!(err.contains("[update] crontab block \"app\" updated with 2 line(s)"), "{err}");
+    assert!(
+        err.contains("[update] crontab block \"app\" updated with 2 line(s)"),
+        "{err}"
+    );
     assert!(!err.contains("[write]"), "{err}");
     let err = err_of(&["--identifier", "app", "--update"]);
     assert!(err.contains("already up to date"), "{err}");
@@ -622,8 +628,14 @@ fn crontab_names_every_schedule_cron_cannot_run_and_writes_nothing() {
         let out = s.run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("schedule \"paris\" (line 1): its timezone is Europe/Paris"), "{err}");
-        assert!(err.contains("schedule \"tokyo\" (line 12): its timezone is Asia/Tokyo"), "{err}");
+        assert!(
+            err.contains("schedule \"paris\" (line 1): its timezone is Europe/Paris"),
+            "{err}"
+        );
+        assert!(
+            err.contains("schedule \"tokyo\" (line 12): its timezone is Asia/Tokyo"),
+            "{err}"
+        );
         assert!(err.contains("2 schedule(s) cannot go in a crontab"), "{err}");
         assert!(!s.crontab.exists(), "nothing written");
     }
@@ -645,7 +657,10 @@ fn crontab_notes_each_schedule_it_leaves_out() {
         err.contains("jobs.toml:1: schedule \"report\" left out: enqueues a job"),
         "{err}"
     );
-    assert!(err.contains("jobs.toml:6: schedule \"off\" left out: disabled"), "{err}");
+    assert!(
+        err.contains("jobs.toml:6: schedule \"off\" left out: disabled"),
+        "{err}"
+    );
     assert!(err.contains("no enabled command schedule"), "{err}");
     let out = s.run(&["jobs.toml", "--json"]);
     assert!(out.status.success());
@@ -662,7 +677,11 @@ fn check_gives_the_verdict_work_gives() {
     let db = format!("sqlite://{}", dir.path().join("e.db").display());
     let schedules = "[[schedule]]\nname = \"a\"\ncron = \"@daily\"\nkind = \"k\"\n";
     // A misspelled top-level key: both refuse it, naming it.
-    let typo = write(dir.path(), "typo.toml", &format!("databse = \"{db}\"\n{schedules}"));
+    let typo = write(
+        dir.path(),
+        "typo.toml",
+        &format!("databse = \"{db}\"\n{schedules}"),
+    );
     let (code, err) = failure(&["schedule", "check", typo.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("databse"), "{err}");
@@ -677,7 +696,11 @@ fn check_gives_the_verdict_work_gives() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("databse"));
     // A bad setting elsewhere in the file, too.
-    let lease = write(dir.path(), "lease.toml", &format!("[worker]\nlease = \"soon\"\n{schedules}"));
+    let lease = write(
+        dir.path(),
+        "lease.toml",
+        &format!("[worker]\nlease = \"soon\"\n{schedules}"),
+    );
     let (code, err) = failure(&["schedule", "check", lease.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("worker.lease"), "{err}");
@@ -689,7 +712,10 @@ fn check_gives_the_verdict_work_gives() {
     );
     let (code, err) = failure(&["schedule", "check", dup.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains(":6: schedule \"a\": name: duplicate name; first defined on line 1"), "{err}");
+    assert!(
+        err.contains(":6: schedule \"a\": name: duplicate name; first defined on line 1"),
+        "{err}"
+    );
     assert!(err.contains(":8: schedule \"a\": cron:"), "{err}");
 }
 
@@ -716,7 +742,10 @@ fn check_takes_whenever_style_every_lists() {
         "[[schedule]]\nname = \"twice\"\nevery = [\"monday\", \"friday\"]\nat = \"9am\"\nkind = \"k\"\n",
     );
     let out = stdout_of(&["schedule", "check", p.to_str().unwrap()]);
-    assert!(out.starts_with("twice: every \"monday, friday\" at \"9am\" in UTC\n"), "{out}");
+    assert!(
+        out.starts_with("twice: every \"monday, friday\" at \"9am\" in UTC\n"),
+        "{out}"
+    );
     let bad = write(
         dir.path(),
         "ruby.toml",
@@ -761,8 +790,19 @@ fn next_translate_and_check_print_json() {
     assert_eq!(v["timezone"], "America/New_York");
     assert_eq!(v["reboot"], false);
     let v = json_of(&["--json", "schedule", "next", "@reboot"]);
-    assert_eq!((v["reboot"].clone(), v["fire_times"].clone()), (true.into(), serde_json::json!([])));
-    let v = json_of(&["schedule", "translate", "--every", "monday, friday", "--at", "9am", "--json"]);
+    assert_eq!(
+        (v["reboot"].clone(), v["fire_times"].clone()),
+        (true.into(), serde_json::json!([]))
+    );
+    let v = json_of(&[
+        "schedule",
+        "translate",
+        "--every",
+        "monday, friday",
+        "--at",
+        "9am",
+        "--json",
+    ]);
     assert_eq!(v["cron"], serde_json::json!(["0 9 * * 1", "0 9 * * 5"]));
     let dir = tempfile::tempdir().expect("tempdir");
     let p = write(dir.path(), "errand.toml", FILE);
@@ -788,7 +828,10 @@ fn schedule_errors_under_json_are_one_json_object() {
     assert_eq!(code, 2);
     assert_eq!(v["error"]["code"], "invalid_argument");
     assert_eq!(v["error"]["field"], "cron");
-    assert!(v["error"]["message"].as_str().unwrap().contains("out of range"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("out of range"),
+        "{v}"
+    );
     let (_, v) = json_error(&["schedule", "next", "* * * * *", "--tz", "Mars/Base", "--json"]);
     assert_eq!(v["error"]["field"], "tz");
     let (_, v) = json_error(&["schedule", "translate", "--every", "day", "--at", "25", "--json"]);
@@ -805,7 +848,10 @@ fn schedule_errors_under_json_are_one_json_object() {
     assert_eq!(v["error"]["field"], "cron");
     let issues = v["error"]["issues"].as_array().expect("issues");
     assert_eq!(issues.len(), 2);
-    assert_eq!((issues[1]["line"].clone(), issues[1]["field"].clone()), (10.into(), "when".into()));
+    assert_eq!(
+        (issues[1]["line"].clone(), issues[1]["field"].clone()),
+        (10.into(), "when".into())
+    );
     let (code, v) = json_error(&["schedule", "check", "/nonexistent/errand.toml", "--json"]);
     assert_eq!(code, 2);
     assert_eq!(v["error"]["field"], "file");
@@ -834,7 +880,10 @@ fn crontab_queues_select_schedules_like_whenever_roles() {
         err.contains("roles.toml:12: schedule \"db\" left out: queue \"db\" not selected (--queues)"),
         "{err}"
     );
-    assert_eq!(s.ok(&["roles.toml", "--utc", "--queues", "other"]), "CRON_TZ=UTC\n0 2 * * * e\n");
+    assert_eq!(
+        s.ok(&["roles.toml", "--utc", "--queues", "other"]),
+        "CRON_TZ=UTC\n0 2 * * * e\n"
+    );
     // Selected, the Tokyo schedule is refused as always.
     let out = s.run(&["roles.toml", "--utc", "--queues", "db"]);
     assert_eq!(out.status.code(), Some(2));
@@ -869,7 +918,10 @@ fn crontab_update_folds_older_blocks_of_the_same_file_into_one() {
     let crontab = s.crontab();
     assert_eq!(count(&crontab, "# Begin errand"), 1, "{crontab}");
     assert!(!crontab.contains(" old\n"), "{crontab}");
-    assert!(crontab.starts_with("MAILTO=ops\n# mine\n# Begin errand generated tasks for: /"), "{crontab}");
+    assert!(
+        crontab.starts_with("MAILTO=ops\n# mine\n# Begin errand generated tasks for: /"),
+        "{crontab}"
+    );
     // Both again, then clear takes both away.
     std::fs::write(&s.crontab, format!("{crontab}{old_block}")).expect("seed crontab");
     let out = s.run(&["--clear", "--json"]);

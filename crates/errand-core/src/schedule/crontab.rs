@@ -52,7 +52,11 @@ pub enum CrontabError {
 }
 
 fn join(errors: &[CrontabError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn begin(id: &str) -> String {
@@ -560,7 +564,9 @@ enabled = false
 "#;
         let file = ScheduleFile::parse(text).expect("valid");
         assert_eq!(
-            render(&file, &CronZone::machine("Europe/Paris"), None).expect("render").lines,
+            render(&file, &CronZone::machine("Europe/Paris"), None)
+                .expect("render")
+                .lines,
             ["30 2 * * * backup --all"]
         );
         let err = render(&file, &CronZone::machine("UTC"), None).expect_err("zone differs");
@@ -588,7 +594,9 @@ enabled = false
             ["CRON_TZ=UTC", "@reboot boot"]
         );
         assert_eq!(
-            render(&utc, &CronZone::machine("Etc/UTC"), None).expect("render").lines,
+            render(&utc, &CronZone::machine("Etc/UTC"), None)
+                .expect("render")
+                .lines,
             ["@reboot boot"]
         );
 
@@ -610,14 +618,18 @@ enabled = false
         )
         .expect("valid");
         assert_eq!(
-            render(&lists, &CronZone::machine("UTC"), None).expect("render").lines,
+            render(&lists, &CronZone::machine("UTC"), None)
+                .expect("render")
+                .lines,
             ["0 9 * * 1 c", "0 17 * * 1 c", "0 9 * * 5 c", "0 17 * * 5 c"]
         );
         let step =
             ScheduleFile::parse("[[schedule]]\nname = \"n\"\ncron = \"5/15 * * * *\"\ncommand = [\"c\"]\n")
                 .expect("valid");
         assert_eq!(
-            render(&step, &CronZone::machine("UTC"), None).expect("render").lines,
+            render(&step, &CronZone::machine("UTC"), None)
+                .expect("render")
+                .lines,
             ["5-59/15 * * * * c"]
         );
     }
@@ -643,7 +655,8 @@ enabled = false
             assert_eq!(names, ["paris", "tokyo", "jittery"]);
         }
         // Only job schedules: an empty block, and each of them listed as left out.
-        let jobs = ScheduleFile::parse("[[schedule]]\nname = \"j\"\ncron = \"@daily\"\nkind = \"k\"\n").expect("valid");
+        let jobs = ScheduleFile::parse("[[schedule]]\nname = \"j\"\ncron = \"@daily\"\nkind = \"k\"\n")
+            .expect("valid");
         let export = render(&jobs, &CronZone::utc(), None).expect("render");
         assert_eq!(export.lines, ["CRON_TZ=UTC"]);
         assert_eq!(export.left_out[0].name, "j");
@@ -656,7 +669,8 @@ enabled = false
                     [[schedule]]\nname = \"db\"\ncron = \"@daily\"\ncommand = [\"c\"]\nqueue = \"db\"\ntimezone = \"Asia/Tokyo\"\n";
         let file = ScheduleFile::parse(text).expect("valid");
         let zone = CronZone::machine("UTC");
-        let app = render(&file, &zone, Some(&["app".to_string()])).expect("db is not selected, so its zone does not matter");
+        let app = render(&file, &zone, Some(&["app".to_string()]))
+            .expect("db is not selected, so its zone does not matter");
         assert_eq!(app.lines, ["0 0 * * * a", "0 0 * * * b"]);
         assert_eq!(app.left_out.len(), 1);
         assert_eq!((app.left_out[0].name.as_str(), app.left_out[0].line), ("db", 12));
@@ -680,10 +694,16 @@ enabled = false
     #[test]
     fn identifiers_are_trimmed_so_one_file_keeps_one_block() {
         let once = update("", "my id ", &lines(&["* * * * * a"])).expect("update");
-        assert!(once.starts_with("# Begin errand generated tasks for: my id\n"), "{once:?}");
+        assert!(
+            once.starts_with("# Begin errand generated tasks for: my id\n"),
+            "{once:?}"
+        );
         let twice = update(&once, "my id   ", &lines(&["* * * * * a"])).expect("update");
         assert_eq!(twice, once);
-        assert_eq!(update(&once, " my id", &lines(&["* * * * * a"])).expect("update"), once);
+        assert_eq!(
+            update(&once, " my id", &lines(&["* * * * * a"])).expect("update"),
+            once
+        );
         assert_eq!(clear(&once, "my id  ").expect("clear"), "");
         assert!(identifier("  ").is_err());
         assert!(identifier("a\nb").is_err());

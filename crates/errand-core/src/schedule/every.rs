@@ -247,7 +247,13 @@ fn parse_every_item(raw: &str) -> Result<Every, EveryError> {
             // One week is weekly however it is written (`7 days`, `168
             // hours`), as `week` is: whenever gives them all the same line.
             n.checked_mul(secs)
-                .map(|total| if total == WEEK { Every::Week } else { Every::Seconds(total) })
+                .map(|total| {
+                    if total == WEEK {
+                        Every::Week
+                    } else {
+                        Every::Seconds(total)
+                    }
+                })
                 .ok_or_else(|| every_err(format!("{:?} is too long", raw.trim())))
         }
         _ => Err(every_err(format!("unknown schedule {:?}; {FORMS}", raw.trim()))),
@@ -527,16 +533,15 @@ fn parse_date(words: &[&str]) -> Option<(u32, Option<u32>)> {
         (1..=max).contains(&d).then_some((d, m))
     };
     match words {
-        // "start of the month", "beginning of month", "15th of the month".
-        [first, "of", rest @ ..] if matches!(rest, ["the", "month"] | ["month"]) => {
-            match *first {
-                "start" | "beginning" => Some((1, None)),
-                w => valid(ordinal(w)?, None),
-            }
-        }
-        ["the", first, "of", rest @ ..] if matches!(rest, ["the", "month"] | ["month"]) => {
-            valid(ordinal(first)?, None)
-        }
+        // "start of the month", "beginning of month", "15th of the month",
+        // each also after "the".
+        [first, "of", "the", "month"]
+        | [first, "of", "month"]
+        | ["the", first, "of", "the", "month"]
+        | ["the", first, "of", "month"] => match *first {
+            "start" | "beginning" => Some((1, None)),
+            w => valid(ordinal(w)?, None),
+        },
         [w] if w.contains('/') => {
             let (m, d) = w.split_once('/')?;
             let m: u32 = m.parse().ok().filter(|m| (1..=12).contains(m))?;
@@ -780,12 +785,30 @@ mod tests {
     fn whenever_users_forms() {
         // "start of the month" is day 1, as whenever reads it.
         assert_eq!(lines("month", Some("start of the month at 3am")), ["0 3 1 * *"]);
-        assert_eq!(lines("month", Some("beginning of month at 3:15pm")), ["15 15 1 * *"]);
-        assert_eq!(lines("2 months", Some("15th of the month at 1am")), ["0 1 15 1,3,5,7,9,11 *"]);
+        assert_eq!(
+            lines("month", Some("beginning of month at 3:15pm")),
+            ["15 15 1 * *"]
+        );
+        assert_eq!(
+            lines("2 months", Some("15th of the month at 1am")),
+            ["0 1 15 1,3,5,7,9,11 *"]
+        );
         assert_eq!(lines("month", Some("the 2nd of the month 4am")), ["0 4 2 * *"]);
+        assert_eq!(
+            lines("month", Some("the start of the month at 3am")),
+            ["0 3 1 * *"]
+        );
         assert_eq!(lines("day", Some("start of the month at 3am")), ["0 3 * * *"]);
-        assert!(err("month", Some("end of the month at 3am")).message.contains("L * *"));
-        assert!(err("year", Some("start of the month at 3am")).message.contains("needs a month"));
+        assert!(
+            err("month", Some("end of the month at 3am"))
+                .message
+                .contains("L * *")
+        );
+        assert!(
+            err("year", Some("start of the month at 3am"))
+                .message
+                .contains("needs a month")
+        );
         // Ruby syntax gets the errand form.
         for (ruby, want) in [
             ("1.day", "\"day\""),
@@ -800,7 +823,10 @@ mod tests {
         }
         assert!(err("monday, :friday", None).message.contains("write \"friday\""));
         // A Ruby form errand refuses in its own spelling too is not suggested.
-        for (ruby, why) in [("2.weeks", "cannot be written as cron lines"), (":fooday", "unknown schedule")] {
+        for (ruby, why) in [
+            ("2.weeks", "cannot be written as cron lines"),
+            (":fooday", "unknown schedule"),
+        ] {
             let m = err(ruby, None).message;
             assert!(m.contains("is refused too") && m.contains(why), "{ruby}: {m}");
             assert!(!m.contains("; write"), "{ruby}: {m}");

@@ -460,7 +460,10 @@ fn parse_one(cx: &mut Ctx, header: usize, table: &DeTable<'_>) -> Option<Schedul
                     n,
                     "every",
                     v.span().start,
-                    format!("must be a string or an array of strings, found {}", type_name(other)),
+                    format!(
+                        "must be a string or an array of strings, found {}",
+                        type_name(other)
+                    ),
                 );
                 None
             }
@@ -1154,7 +1157,9 @@ on_missed = "later"
     fn lines_are_right_at_the_end_of_a_large_file() {
         let mut text = String::new();
         for i in 0..5000 {
-            text.push_str(&format!("[[schedule]]\nname = \"s{i}\"\ncron = \"@daily\"\nkind = \"k\"\n"));
+            text.push_str(&format!(
+                "[[schedule]]\nname = \"s{i}\"\ncron = \"@daily\"\nkind = \"k\"\n"
+            ));
         }
         text.push_str("[[schedule]]\nname = \"last\"\ncron = \"@daily\"\nkind = \"k\"\ncolour = 1");
         let got = issues(&text);
@@ -1203,7 +1208,11 @@ on_missed = "later"
             "[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"FOO=bar\", \"echo\", \"hi\"]\n",
         );
         assert_eq!((got[0].field.as_str(), got[0].line), ("command", 4));
-        assert!(got[0].message.contains("env = { FOO = \"bar\" }"), "{}", got[0].message);
+        assert!(
+            got[0].message.contains("env = { FOO = \"bar\" }"),
+            "{}",
+            got[0].message
+        );
         // An = elsewhere is an ordinary argument, and a path with = is no assignment.
         ScheduleFile::parse(
             "[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"env\", \"FOO=bar\", \"echo\"]\n\n\
@@ -1214,7 +1223,8 @@ on_missed = "later"
 
     #[test]
     fn roles_point_to_queues_and_command_schedules_take_a_queue() {
-        let got = issues("[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\nroles = [\"app\"]\n");
+        let got =
+            issues("[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\nroles = [\"app\"]\n");
         assert_eq!((got[0].field.as_str(), got[0].line), ("roles", 5));
         assert!(got[0].message.contains("queue = \"NAME\""), "{}", got[0].message);
         assert!(got[0].message.contains("--queues NAME"), "{}", got[0].message);
@@ -1223,9 +1233,14 @@ on_missed = "later"
         )
         .expect("valid");
         assert!(matches!(&f.schedules[0].action, Action::Command { queue: Some(q), .. } if q == "app"));
-        let got = issues("[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\nqueue = \"a b\"\n");
+        let got =
+            issues("[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\nqueue = \"a b\"\n");
         assert_eq!(got[0].field, "queue");
-        assert!(got[0].message.contains("not a valid queue name"), "{}", got[0].message);
+        assert!(
+            got[0].message.contains("not a valid queue name"),
+            "{}",
+            got[0].message
+        );
     }
 
     #[test]

@@ -143,7 +143,10 @@ fn schedule_file(n: usize) -> String {
         let action = if i % 3 == 0 {
             format!("command = [\"/usr/bin/task\", \"--n\", \"{i}\"]\nenv = {{ LANG = \"C\" }}")
         } else {
-            format!("kind = \"bench.job\"\nqueue = \"q{}\"\nargs = {{ n = {i}, tags = [\"a\", \"b\"] }}", i % 7)
+            format!(
+                "kind = \"bench.job\"\nqueue = \"q{}\"\nargs = {{ n = {i}, tags = [\"a\", \"b\"] }}",
+                i % 7
+            )
         };
         text.push_str(&format!(
             "# schedule {i}\n[[schedule]]\nname = \"s{i:06}\"\n{timing}\ntimezone = \"{}\"\n{action}\n\n",

@@ -685,7 +685,9 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
         } else {
             eprintln!("{text}");
             for a in aliases {
-                eprintln!("note: also removed block {a:?}, written earlier for the same file under another path");
+                eprintln!(
+                    "note: also removed block {a:?}, written earlier for the same file under another path"
+                );
             }
             Ok(())
         }
@@ -748,11 +750,9 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
                 issues: errors
                     .iter()
                     .map(|e| match e {
-                        crontab::CrontabError::Unexportable {
-                            name,
-                            line,
-                            message,
-                        } => serde_json::json!({ "line": line, "schedule": name, "message": message }),
+                        crontab::CrontabError::Unexportable { name, line, message } => {
+                            serde_json::json!({ "line": line, "schedule": name, "message": message })
+                        }
                         other => serde_json::json!({ "message": other.to_string() }),
                     })
                     .collect(),
@@ -797,9 +797,7 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
             "updated",
             export,
             &aliases,
-            format!(
-                "[update] crontab block {identifier:?} updated with {commands} line(s)"
-            ),
+            format!("[update] crontab block {identifier:?} updated with {commands} line(s)"),
         );
     }
     if args.write {
@@ -809,9 +807,7 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
             "written",
             export,
             &[],
-            format!(
-                "[write] crontab replaced by block {identifier:?} with {commands} line(s)"
-            ),
+            format!("[write] crontab replaced by block {identifier:?} with {commands} line(s)"),
         );
     }
     if as_json {

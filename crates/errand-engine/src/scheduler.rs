@@ -381,7 +381,12 @@ impl Scheduler {
                 }
                 job
             }
-            Action::Command { argv, env, dir } => {
+            Action::Command {
+                queue,
+                argv,
+                env,
+                dir,
+            } => {
                 let mut args = serde_json::json!({ "argv": argv });
                 if !env.is_empty() {
                     args["env"] = serde_json::json!(env);
@@ -389,7 +394,11 @@ impl Scheduler {
                 if let Some(d) = dir {
                     args["dir"] = serde_json::json!(d);
                 }
-                NewJob::new(command::KIND, args.to_string()).run_at(run_at)
+                let mut job = NewJob::new(command::KIND, args.to_string()).run_at(run_at);
+                if let Some(q) = queue {
+                    job = job.queue(q.clone());
+                }
+                job
             }
         };
         match validate(job.meta(meta), &self.rt.limits, now) {

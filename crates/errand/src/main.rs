@@ -245,14 +245,7 @@ fn main() -> ExitCode {
     if matches!(&cli.command, Command::Schedule(cmd) if !cmd.needs_store())
         && let Command::Schedule(cmd) = cli.command
     {
-        return match cli::schedule::run(cmd) {
-            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-            Err(e) => {
-                // Errors of these commands are all about their input.
-                report(&e, as_json);
-                ExitCode::from(2)
-            }
-        };
+        return ExitCode::from(cli::schedule::run(cmd, cli.global.json));
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -144,8 +144,8 @@ fn translate_prints_one_cron_line_per_line() {
     );
 }
 
-const FILE: &str = r#"[server]
-listen = "127.0.0.1:0"
+const FILE: &str = r#"[worker]
+lease = "30s"
 
 [[schedule]]
 name = "nightly"
@@ -540,4 +540,421 @@ fn work_runs_the_configured_schedules_and_refuses_a_bad_file() {
         err.contains("line 3") && err.contains("\"bad\"") && err.contains("cron"),
         "{err}"
     );
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn crontab_default_identifier_is_one_block_from_any_directory() {
+    let s = Scratch::new();
+    let sub = s.dir.path().join("sub");
+    std::fs::create_dir(&sub).expect("mkdir");
+    let run_in = |dir: &Path, file: &str| {
+        let out = errand()
+            .current_dir(dir)
+            .env("ERRAND_CRONTAB_PROGRAM", &s.program)
+            .env("FAKE_CRONTAB", &s.crontab)
+            .args(["schedule", "crontab", file, "--update"])
+            .output()
+            .expect("run errand");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    run_in(&sub, "../errand.toml");
+    run_in(s.dir.path(), "errand.toml");
+    run_in(s.dir.path(), "./sub/../errand.toml");
+    let crontab = s.crontab();
+    assert_eq!(count(&crontab, "# Begin errand"), 1, "{crontab}");
+    let id = std::fs::canonicalize(&s.schedule).expect("canonical");
+    assert!(
+        crontab.starts_with(&format!("# Begin errand generated tasks for: {}\n", id.display())),
+        "{crontab}"
+    );
+}
+
+#[test]
+fn crontab_identifier_with_surrounding_spaces_is_the_same_block() {
+    let s = Scratch::new();
+    s.ok(&["--identifier", "app ", "--update"]);
+    s.ok(&["--identifier", "app  ", "--update"]);
+    s.ok(&["--identifier", " app", "--update"]);
+    assert_eq!(s.crontab(), BLOCK);
+    s.ok(&["--identifier", "app ", "--clear"]);
+    assert_eq!(s.crontab(), "");
+}
+
+#[test]
+fn crontab_messages_say_what_happened() {
+    let s = Scratch::new();
+    let err_of = |args: &[&str]| {
+        let out = s.run(args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = err_of(&["--identifier", "app", "--clear"]);
+    assert!(err.contains("no crontab block \"app\"; nothing removed"), "{err}");
+    assert!(
+        !s.crontab.exists(),
+        "nothing to clear: the crontab is not written"
+    );
+    let err = err_of(&["--identifier", "app", "--update"]);
+    assert!(
+        err.contains("[update] crontab block \"app\" updated with 2 line(s)"),
+        "{err}"
+    );
+    assert!(!err.contains("[write]"), "{err}");
+    let err = err_of(&["--identifier", "app", "--update"]);
+    assert!(err.contains("already up to date"), "{err}");
+    let err = err_of(&["--identifier", "app", "--write"]);
+    assert!(err.contains("[write]"), "{err}");
+    let err = err_of(&["--identifier", "app", "--clear"]);
+    assert!(err.contains("[clear] crontab block \"app\" removed"), "{err}");
+}
+
+#[test]
+fn crontab_names_every_schedule_cron_cannot_run_and_writes_nothing() {
+    let s = Scratch::new();
+    let file = write(
+        s.dir.path(),
+        "zones.toml",
+        "[[schedule]]\nname = \"paris\"\ncron = \"0 9 * * *\"\ntimezone = \"Europe/Paris\"\ncommand = [\"a\"]\n\n\
+         [[schedule]]\nname = \"utc\"\ncron = \"0 9 * * *\"\ncommand = [\"b\"]\n\n\
+         [[schedule]]\nname = \"tokyo\"\ncron = \"0 9 * * *\"\ntimezone = \"Asia/Tokyo\"\ncommand = [\"c\"]\n",
+    );
+    let name = file.file_name().unwrap().to_str().unwrap();
+    for extra in [&["--utc"][..], &[]] {
+        let args: Vec<&str> = [name, "--update"].iter().chain(extra).copied().collect();
+        let out = s.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("schedule \"paris\" (line 1): its timezone is Europe/Paris"),
+            "{err}"
+        );
+        assert!(
+            err.contains("schedule \"tokyo\" (line 12): its timezone is Asia/Tokyo"),
+            "{err}"
+        );
+        assert!(err.contains("2 schedule(s) cannot go in a crontab"), "{err}");
+        assert!(!s.crontab.exists(), "nothing written");
+    }
+}
+
+#[test]
+fn crontab_notes_each_schedule_it_leaves_out() {
+    let s = Scratch::new();
+    write(
+        s.dir.path(),
+        "jobs.toml",
+        "[[schedule]]\nname = \"report\"\ncron = \"@daily\"\nkind = \"report\"\n\n\
+         [[schedule]]\nname = \"off\"\ncron = \"@daily\"\ncommand = [\"x\"]\nenabled = false\n",
+    );
+    let out = s.run(&["jobs.toml", "--identifier", "app", "--update"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("jobs.toml:1: schedule \"report\" left out: enqueues a job"),
+        "{err}"
+    );
+    assert!(
+        err.contains("jobs.toml:6: schedule \"off\" left out: disabled"),
+        "{err}"
+    );
+    assert!(err.contains("no enabled command schedule"), "{err}");
+    let out = s.run(&["jobs.toml", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["action"], "printed");
+    assert_eq!(v["lines"], serde_json::json!([]));
+    assert_eq!(v["left_out"][0]["schedule"], "report");
+    assert_eq!(v["left_out"][1]["reason"], "disabled");
+}
+
+#[test]
+fn check_gives_the_verdict_work_gives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("e.db").display());
+    let schedules = "[[schedule]]\nname = \"a\"\ncron = \"@daily\"\nkind = \"k\"\n";
+    // A misspelled top-level key: both refuse it, naming it.
+    let typo = write(
+        dir.path(),
+        "typo.toml",
+        &format!("databse = \"{db}\"\n{schedules}"),
+    );
+    let (code, err) = failure(&["schedule", "check", typo.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("databse"), "{err}");
+    assert!(err.contains("has 1 problem(s)"), "{err}");
+    let out = errand()
+        .args(["--database", &db, "--config"])
+        .arg(&typo)
+        .args(["work"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("databse"));
+    // A bad setting elsewhere in the file, too.
+    let lease = write(
+        dir.path(),
+        "lease.toml",
+        &format!("[worker]\nlease = \"soon\"\n{schedules}"),
+    );
+    let (code, err) = failure(&["schedule", "check", lease.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("worker.lease"), "{err}");
+    // A duplicate name is reported although another schedule has errors.
+    let dup = write(
+        dir.path(),
+        "dup.toml",
+        &format!("{schedules}\n[[schedule]]\nname = \"a\"\ncron = \"61 * * * *\"\nkind = \"k\"\n"),
+    );
+    let (code, err) = failure(&["schedule", "check", dup.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(":6: schedule \"a\": name: duplicate name; first defined on line 1"),
+        "{err}"
+    );
+    assert!(err.contains(":8: schedule \"a\": cron:"), "{err}");
+}
+
+#[test]
+fn check_refuses_a_variable_assignment_as_the_program() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        dir.path(),
+        "env.toml",
+        "[[schedule]]\nname = \"hi\"\ncron = \"@daily\"\ncommand = [\"FOO=bar\", \"echo\", \"hi\"]\n",
+    );
+    let (code, err) = failure(&["schedule", "check", p.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(":4: schedule \"hi\": command:"), "{err}");
+    assert!(err.contains("env = { FOO = \"bar\" }"), "{err}");
+}
+
+#[test]
+fn check_takes_whenever_style_every_lists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        dir.path(),
+        "list.toml",
+        "[[schedule]]\nname = \"twice\"\nevery = [\"monday\", \"friday\"]\nat = \"9am\"\nkind = \"k\"\n",
+    );
+    let out = stdout_of(&["schedule", "check", p.to_str().unwrap()]);
+    assert!(
+        out.starts_with("twice: every \"monday, friday\" at \"9am\" in UTC\n"),
+        "{out}"
+    );
+    let bad = write(
+        dir.path(),
+        "ruby.toml",
+        "[[schedule]]\nname = \"r\"\nevery = \"1.day\"\nkind = \"k\"\n",
+    );
+    let (code, err) = failure(&["schedule", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("write \"day\""), "{err}");
+    assert!(err.contains("has 1 problem(s)"), "{err}");
+}
+
+fn json_of(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&stdout_of(args)).expect("one JSON document")
+}
+
+/// Under --json an error is one JSON object on stderr, and nothing else.
+fn json_error(args: &[&str]) -> (i32, serde_json::Value) {
+    let (code, err) = failure(args);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    (code, serde_json::from_str(lines[0]).expect("a JSON error"))
+}
+
+#[test]
+fn next_translate_and_check_print_json() {
+    let v = json_of(&[
+        "schedule",
+        "next",
+        "30 2 * * *",
+        "--tz",
+        "America/New_York",
+        "--from",
+        "2026-03-07T12:00:00-05:00",
+        "--count",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(
+        v["fire_times"],
+        serde_json::json!(["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"])
+    );
+    assert_eq!(v["timezone"], "America/New_York");
+    assert_eq!(v["reboot"], false);
+    let v = json_of(&["--json", "schedule", "next", "@reboot"]);
+    assert_eq!(
+        (v["reboot"].clone(), v["fire_times"].clone()),
+        (true.into(), serde_json::json!([]))
+    );
+    let v = json_of(&[
+        "schedule",
+        "translate",
+        "--every",
+        "monday, friday",
+        "--at",
+        "9am",
+        "--json",
+    ]);
+    assert_eq!(v["cron"], serde_json::json!(["0 9 * * 1", "0 9 * * 5"]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(dir.path(), "errand.toml", FILE);
+    let v = json_of(&["schedule", "check", p.to_str().unwrap(), "--json"]);
+    let names: Vec<&str> = v["schedules"]
+        .as_array()
+        .expect("schedules")
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["nightly", "rotate", "boot"]);
+    assert_eq!(v["schedules"][0]["cron"], "30 2 * * *");
+    assert_eq!(v["schedules"][0]["timezone"], "America/New_York");
+    assert_eq!(v["schedules"][0]["next_fire_times"].as_array().unwrap().len(), 3);
+    assert_eq!(v["schedules"][1]["every"], "day");
+    assert_eq!(v["schedules"][1]["action"]["command"][0], "logrotate");
+    assert_eq!(v["schedules"][2]["reboot"], true);
+}
+
+#[test]
+fn schedule_errors_under_json_are_one_json_object() {
+    let (code, v) = json_error(&["schedule", "next", "61 * * * *", "--json"]);
+    assert_eq!(code, 2);
+    assert_eq!(v["error"]["code"], "invalid_argument");
+    assert_eq!(v["error"]["field"], "cron");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("out of range"),
+        "{v}"
+    );
+    let (_, v) = json_error(&["schedule", "next", "* * * * *", "--tz", "Mars/Base", "--json"]);
+    assert_eq!(v["error"]["field"], "tz");
+    let (_, v) = json_error(&["schedule", "translate", "--every", "day", "--at", "25", "--json"]);
+    assert_eq!(v["error"]["field"], "at");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        dir.path(),
+        "bad.toml",
+        "[[schedule]]\nname = \"a\"\ncron = \"* * * *\"\nkind = \"k\"\n\n[[schedule]]\nname = \"b\"\nevery = \"day\"\nkind = \"k\"\nwhen = 1\n",
+    );
+    let (code, v) = json_error(&["--json", "schedule", "check", p.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert_eq!(v["error"]["code"], "config_invalid");
+    assert_eq!(v["error"]["field"], "cron");
+    let issues = v["error"]["issues"].as_array().expect("issues");
+    assert_eq!(issues.len(), 2);
+    assert_eq!(
+        (issues[1]["line"].clone(), issues[1]["field"].clone()),
+        (10.into(), "when".into())
+    );
+    let (code, v) = json_error(&["schedule", "check", "/nonexistent/errand.toml", "--json"]);
+    assert_eq!(code, 2);
+    assert_eq!(v["error"]["field"], "file");
+}
+
+/// whenever's `--roles`, errand's way: each machine exports the command
+/// schedules of its queues, and those without a queue.
+#[test]
+fn crontab_queues_select_schedules_like_whenever_roles() {
+    let s = Scratch::new();
+    write(
+        s.dir.path(),
+        "roles.toml",
+        "[[schedule]]\nname = \"web\"\ncron = \"0 1 * * *\"\ncommand = [\"w\"]\nqueue = \"web\"\n\n\
+         [[schedule]]\nname = \"everywhere\"\ncron = \"0 2 * * *\"\ncommand = [\"e\"]\n\n\
+         [[schedule]]\nname = \"db\"\ncron = \"0 3 * * *\"\ncommand = [\"d\"]\nqueue = \"db\"\ntimezone = \"Asia/Tokyo\"\n",
+    );
+    let out = s.run(&["roles.toml", "--utc", "--queues", "web,app"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "CRON_TZ=UTC\n0 1 * * * w\n0 2 * * * e\n"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("roles.toml:12: schedule \"db\" left out: queue \"db\" not selected (--queues)"),
+        "{err}"
+    );
+    assert_eq!(
+        s.ok(&["roles.toml", "--utc", "--queues", "other"]),
+        "CRON_TZ=UTC\n0 2 * * * e\n"
+    );
+    // Selected, the Tokyo schedule is refused as always.
+    let out = s.run(&["roles.toml", "--utc", "--queues", "db"]);
+    assert_eq!(out.status.code(), Some(2));
+    let (code, err) = failure(&["schedule", "crontab", "--queues", "web=5", "--json"]);
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(err.trim()).expect("one JSON error");
+    assert_eq!(v["error"]["field"], "queues");
+}
+
+/// Blocks written before identifiers were resolved (`sub/../errand.toml`)
+/// are the same file's block: update and clear take them away too.
+#[test]
+fn crontab_update_folds_older_blocks_of_the_same_file_into_one() {
+    let s = Scratch::new();
+    std::fs::create_dir(s.dir.path().join("sub")).expect("mkdir");
+    let old_id = format!("{}/sub/../errand.toml", s.dir.path().display());
+    let old_block = format!(
+        "# Begin errand generated tasks for: {old_id}\n0 1 * * * old\n# End errand generated tasks for: {old_id}\n"
+    );
+    let before = format!("MAILTO=ops\n{old_block}# mine\n");
+    std::fs::write(&s.crontab, &before).expect("seed crontab");
+    // An explicit identifier leaves other blocks alone.
+    s.ok(&["--identifier", "app", "--update"]);
+    assert_eq!(s.crontab(), format!("{before}{BLOCK}"));
+    s.ok(&["--identifier", "app", "--clear"]);
+    assert_eq!(s.crontab(), before);
+
+    let out = s.run(&["--update"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("also removed block {old_id:?}")), "{err}");
+    let crontab = s.crontab();
+    assert_eq!(count(&crontab, "# Begin errand"), 1, "{crontab}");
+    assert!(!crontab.contains(" old\n"), "{crontab}");
+    assert!(
+        crontab.starts_with("MAILTO=ops\n# mine\n# Begin errand generated tasks for: /"),
+        "{crontab}"
+    );
+    // Both again, then clear takes both away.
+    std::fs::write(&s.crontab, format!("{crontab}{old_block}")).expect("seed crontab");
+    let out = s.run(&["--clear", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["action"], "cleared");
+    assert_eq!(v["aliases_removed"], serde_json::json!([old_id]));
+    assert_eq!(s.crontab(), "MAILTO=ops\n# mine\n");
+}
+
+/// `schedule check` of a file whose broken line holds a database URL never
+/// prints the URL's password, in text or JSON.
+#[test]
+fn check_errors_never_show_a_database_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "errand.toml",
+        "database = \"postgres://app:Sup3rSecret@db.example/jobs\nlog_format = \"text\"\n",
+    );
+    let path = file.to_str().unwrap();
+    for json in [false, true] {
+        let mut cmd = errand();
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.args(["schedule", "check", path]).output().unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(!all.contains("Sup3rSecret"), "the password leaked: {all}");
+    }
 }

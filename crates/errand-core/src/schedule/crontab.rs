@@ -35,6 +35,10 @@ pub enum CrontabError {
     /// The identifier cannot go in a marker line.
     #[error("identifier {0:?} must be one line of printable text")]
     BadIdentifier(String),
+    /// Schedules that cannot be expressed exactly in a crontab, every one
+    /// of them (each an [`CrontabError::Unexportable`]).
+    #[error("{} schedule(s) cannot go in a crontab: {}", .0.len(), join(.0))]
+    Refused(Vec<CrontabError>),
     /// A schedule cannot be expressed exactly in a crontab.
     #[error("schedule {name:?} (line {line}): {message}")]
     Unexportable {
@@ -47,6 +51,14 @@ pub enum CrontabError {
     },
 }
 
+fn join(errors: &[CrontabError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn begin(id: &str) -> String {
     format!("# Begin errand generated tasks for: {id}")
 }
@@ -55,16 +67,21 @@ fn end(id: &str) -> String {
     format!("# End errand generated tasks for: {id}")
 }
 
-fn check_id(id: &str) -> Result<(), CrontabError> {
-    if id.trim().is_empty() || id.chars().any(char::is_control) {
+/// The identifier as it goes in the marker lines: without leading or
+/// trailing whitespace (a marker line is matched with its trailing
+/// whitespace ignored, so `"id "` and `"id"` must be one block). Every
+/// function here normalises the identifier it is given this way.
+pub fn identifier(id: &str) -> Result<&str, CrontabError> {
+    let trimmed = id.trim();
+    if trimmed.is_empty() || id.chars().any(char::is_control) {
         return Err(CrontabError::BadIdentifier(id.to_string()));
     }
-    Ok(())
+    Ok(trimmed)
 }
 
 /// The block for `id` around `lines`, newline-terminated.
 pub fn block(id: &str, lines: &[String]) -> Result<String, CrontabError> {
-    check_id(id)?;
+    let id = identifier(id)?;
     let mut out = begin(id);
     out.push('\n');
     for l in lines {
@@ -74,6 +91,23 @@ pub fn block(id: &str, lines: &[String]) -> Result<String, CrontabError> {
     out.push_str(&end(id));
     out.push('\n');
     Ok(out)
+}
+
+/// The identifiers of the blocks in a crontab (from their Begin lines), in
+/// order, each once: a caller can find blocks it wrote under another
+/// spelling of the same identifier.
+pub fn block_identifiers(text: &str) -> Vec<String> {
+    let prefix = begin("");
+    let mut out: Vec<String> = Vec::new();
+    for (s, t) in line_spans(text) {
+        if let Some(id) = text[s..t].trim_end().strip_prefix(&prefix) {
+            let id = id.trim();
+            if !id.is_empty() && !out.iter().any(|o| o == id) {
+                out.push(id.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// Byte ranges of the lines of `text` (each including its `\n`, if any).
@@ -120,6 +154,7 @@ fn find_block(text: &str, id: &str) -> Result<Option<(usize, usize)>, CrontabErr
 /// when there is none. Everything else is kept byte for byte; a final line
 /// without a newline gets one before an appended block. Idempotent.
 pub fn update(current: &str, id: &str, lines: &[String]) -> Result<String, CrontabError> {
+    let id = identifier(id)?;
     let new_block = block(id, lines)?;
     match find_block(current, id)? {
         Some((s, t)) => {
@@ -153,7 +188,7 @@ pub fn write(id: &str, lines: &[String]) -> Result<String, CrontabError> {
 /// `--clear`: removes the block for `id` (its marker lines included), keeping
 /// everything else byte for byte. No block: the text is returned unchanged.
 pub fn clear(current: &str, id: &str) -> Result<String, CrontabError> {
-    check_id(id)?;
+    let id = identifier(id)?;
     Ok(match find_block(current, id)? {
         Some((s, t)) => format!("{}{}", &current[..s], &current[t..]),
         None => current.to_string(),
@@ -214,23 +249,86 @@ impl CronZone {
     }
 }
 
+/// The crontab lines of a schedule file, and what was left out of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Export {
+    /// The lines of the block, in file order (`CRON_TZ=UTC` first in UTC mode).
+    pub lines: Vec<String>,
+    /// Schedules not exported, with the reason: those that enqueue jobs
+    /// (they need errand's scheduler), disabled ones, and those whose queue
+    /// is not selected.
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A schedule [`render`] leaves out of the crontab, on purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    /// The schedule's name.
+    pub name: String,
+    /// The line of its `[[schedule]]` header.
+    pub line: usize,
+    /// Why: `enqueues a job …`, `disabled`, or `queue "…" not selected …`.
+    pub reason: String,
+}
+
 /// Renders the enabled `command` schedules of a file as crontab lines, in
-/// file order. Schedules that enqueue jobs are left out (they need the
-/// scheduler). A schedule is refused when cron cannot run it exactly: a
-/// time zone other than cron's, seconds or `L`/`W`/`#`, jitter, `on_overlap =
-/// "skip"`, or `on_missed` other than `skip`.
-pub fn render(file: &ScheduleFile, zone: &CronZone) -> Result<Vec<String>, CrontabError> {
-    let mut out = Vec::new();
+/// file order. Schedules that enqueue jobs (they need the scheduler) and
+/// disabled ones are left out, and listed in [`Export::left_out`].
+///
+/// `queues` selects schedules as whenever's `--roles` selects jobs (a
+/// machine's crontab gets what its roles run): with `Some(list)`, a command
+/// schedule with a `queue` is exported only when that queue is in the list
+/// (the others are left out); one without a queue goes in every crontab.
+/// `None` exports them all.
+///
+/// A selected `command` schedule that cron cannot run exactly — a time zone
+/// other than cron's (in `--utc` mode: other than UTC), seconds or
+/// `L`/`W`/`#`, jitter, `on_overlap = "skip"`, or `on_missed` other than
+/// `skip` — is never skipped: the export fails with
+/// [`CrontabError::Refused`], naming every such schedule.
+pub fn render(
+    file: &ScheduleFile,
+    zone: &CronZone,
+    queues: Option<&[String]>,
+) -> Result<Export, CrontabError> {
+    let mut out = Export::default();
     if zone.utc_mode {
-        out.push("CRON_TZ=UTC".to_string());
+        out.lines.push("CRON_TZ=UTC".to_string());
     }
+    let mut refused = Vec::new();
     for def in &file.schedules {
-        if !def.enabled || !matches!(def.action, Action::Command { .. }) {
-            continue;
-        }
-        out.extend(render_schedule(def, zone)?);
+        let reason = match (&def.action, def.enabled) {
+            (Action::Enqueue { .. }, _) => {
+                "enqueues a job, which needs errand's scheduler (errand serve or work)".to_string()
+            }
+            (Action::Command { .. }, false) => "disabled".to_string(),
+            (Action::Command { queue: Some(q), .. }, true)
+                if queues.is_some_and(|selected| !selected.contains(q)) =>
+            {
+                format!("queue {q:?} not selected (--queues)")
+            }
+            (Action::Command { .. }, true) => match render_schedule(def, zone) {
+                Ok(lines) => {
+                    out.lines.extend(lines);
+                    continue;
+                }
+                Err(e) => {
+                    refused.push(e);
+                    continue;
+                }
+            },
+        };
+        out.left_out.push(LeftOut {
+            name: def.name.clone(),
+            line: def.line,
+            reason,
+        });
     }
-    Ok(out)
+    if refused.is_empty() {
+        Ok(out)
+    } else {
+        Err(CrontabError::Refused(refused))
+    }
 }
 
 /// The crontab lines of one `command` schedule.
@@ -240,7 +338,9 @@ pub fn render_schedule(def: &ScheduleDef, zone: &CronZone) -> Result<Vec<String>
         line: def.line,
         message,
     };
-    let Action::Command { argv, env, dir } = &def.action else {
+    // A queue says which workers run the job; a crontab line runs on the
+    // machine whose crontab holds it, so it has nothing to restrict.
+    let Action::Command { argv, env, dir, .. } = &def.action else {
         return Err(refuse("only command schedules can go in a crontab".into()));
     };
     if !zone.same_zone(&def.timezone_name) {
@@ -302,7 +402,17 @@ pub fn shell_command(
     for (k, v) in env {
         words.push(format!("{k}={}", shell_quote(v)));
     }
-    words.extend(argv.iter().map(|a| shell_quote(a)));
+    // A program word like FOO=bar would be a variable assignment to the
+    // shell; quoted, it names the same program errand's executor runs.
+    // (The schedule file refuses such programs; this keeps both meanings
+    // equal for any caller.)
+    let program = &argv[0];
+    if super::file::assignment(program).is_some() {
+        words.push(format!("'{}'", program.replace('\'', r"'\''")));
+    } else {
+        words.push(shell_quote(program));
+    }
+    words.extend(argv[1..].iter().map(|a| shell_quote(a)));
     let line = words.join(" ");
     // Cron drops the backslash of `\%` and keeps every other backslash, so a
     // backslash right before a `%` cannot be written.
@@ -454,26 +564,39 @@ enabled = false
 "#;
         let file = ScheduleFile::parse(text).expect("valid");
         assert_eq!(
-            render(&file, &CronZone::machine("Europe/Paris")).expect("render"),
+            render(&file, &CronZone::machine("Europe/Paris"), None)
+                .expect("render")
+                .lines,
             ["30 2 * * * backup --all"]
         );
-        let err = render(&file, &CronZone::machine("UTC")).expect_err("zone differs");
+        let err = render(&file, &CronZone::machine("UTC"), None).expect_err("zone differs");
         assert!(
             err.to_string()
                 .contains("schedule \"backup\" (line 2): its timezone is Europe/Paris"),
             "{err}"
         );
-        assert!(render(&file, &CronZone::utc()).is_err());
+        assert!(render(&file, &CronZone::utc(), None).is_err());
+        let export = render(&file, &CronZone::machine("Europe/Paris"), None).expect("render");
+        assert_eq!(
+            export
+                .left_out
+                .iter()
+                .map(|l| (l.name.as_str(), l.line))
+                .collect::<Vec<_>>(),
+            [("job", 9), ("off", 14)]
+        );
 
         let utc =
             ScheduleFile::parse("[[schedule]]\nname = \"r\"\nevery = \"reboot\"\ncommand = [\"boot\"]\n")
                 .expect("valid");
         assert_eq!(
-            render(&utc, &CronZone::utc()).expect("render"),
+            render(&utc, &CronZone::utc(), None).expect("render").lines,
             ["CRON_TZ=UTC", "@reboot boot"]
         );
         assert_eq!(
-            render(&utc, &CronZone::machine("Etc/UTC")).expect("render"),
+            render(&utc, &CronZone::machine("Etc/UTC"), None)
+                .expect("render")
+                .lines,
             ["@reboot boot"]
         );
 
@@ -488,22 +611,110 @@ enabled = false
                 "[[schedule]]\nname = \"n\"\ncommand = [\"c\"]\n{extra}\n"
             ))
             .expect("valid");
-            assert!(render(&f, &CronZone::machine("UTC")).is_err(), "{extra}");
+            assert!(render(&f, &CronZone::machine("UTC"), None).is_err(), "{extra}");
         }
         let lists = ScheduleFile::parse(
             "[[schedule]]\nname = \"n\"\nevery = \"monday, friday\"\nat = \"9am, 5pm\"\ncommand = [\"c\"]\n",
         )
         .expect("valid");
         assert_eq!(
-            render(&lists, &CronZone::machine("UTC")).expect("render"),
+            render(&lists, &CronZone::machine("UTC"), None)
+                .expect("render")
+                .lines,
             ["0 9 * * 1 c", "0 17 * * 1 c", "0 9 * * 5 c", "0 17 * * 5 c"]
         );
         let step =
             ScheduleFile::parse("[[schedule]]\nname = \"n\"\ncron = \"5/15 * * * *\"\ncommand = [\"c\"]\n")
                 .expect("valid");
         assert_eq!(
-            render(&step, &CronZone::machine("UTC")).expect("render"),
+            render(&step, &CronZone::machine("UTC"), None)
+                .expect("render")
+                .lines,
             ["5-59/15 * * * * c"]
+        );
+    }
+
+    #[test]
+    fn every_schedule_cron_cannot_run_is_named_not_just_the_first() {
+        let text = "[[schedule]]\nname = \"paris\"\ncron = \"@daily\"\ncommand = [\"a\"]\ntimezone = \"Europe/Paris\"\n\n\
+                    [[schedule]]\nname = \"fine\"\ncron = \"@daily\"\ncommand = [\"b\"]\n\n\
+                    [[schedule]]\nname = \"tokyo\"\ncron = \"@daily\"\ncommand = [\"c\"]\ntimezone = \"Asia/Tokyo\"\n\n\
+                    [[schedule]]\nname = \"jittery\"\ncron = \"@daily\"\ncommand = [\"d\"]\njitter = \"1m\"\n";
+        let file = ScheduleFile::parse(text).expect("valid");
+        for zone in [CronZone::utc(), CronZone::machine("UTC")] {
+            let Err(CrontabError::Refused(errors)) = render(&file, &zone, None) else {
+                panic!("refused")
+            };
+            let names: Vec<&str> = errors
+                .iter()
+                .map(|e| match e {
+                    CrontabError::Unexportable { name, .. } => name.as_str(),
+                    other => panic!("{other}"),
+                })
+                .collect();
+            assert_eq!(names, ["paris", "tokyo", "jittery"]);
+        }
+        // Only job schedules: an empty block, and each of them listed as left out.
+        let jobs = ScheduleFile::parse("[[schedule]]\nname = \"j\"\ncron = \"@daily\"\nkind = \"k\"\n")
+            .expect("valid");
+        let export = render(&jobs, &CronZone::utc(), None).expect("render");
+        assert_eq!(export.lines, ["CRON_TZ=UTC"]);
+        assert_eq!(export.left_out[0].name, "j");
+    }
+
+    #[test]
+    fn queues_select_command_schedules_as_whenever_roles_select_jobs() {
+        let text = "[[schedule]]\nname = \"app\"\ncron = \"@daily\"\ncommand = [\"a\"]\nqueue = \"app\"\n\n\
+                    [[schedule]]\nname = \"all\"\ncron = \"@daily\"\ncommand = [\"b\"]\n\n\
+                    [[schedule]]\nname = \"db\"\ncron = \"@daily\"\ncommand = [\"c\"]\nqueue = \"db\"\ntimezone = \"Asia/Tokyo\"\n";
+        let file = ScheduleFile::parse(text).expect("valid");
+        let zone = CronZone::machine("UTC");
+        let app = render(&file, &zone, Some(&["app".to_string()]))
+            .expect("db is not selected, so its zone does not matter");
+        assert_eq!(app.lines, ["0 0 * * * a", "0 0 * * * b"]);
+        assert_eq!(app.left_out.len(), 1);
+        assert_eq!((app.left_out[0].name.as_str(), app.left_out[0].line), ("db", 12));
+        assert_eq!(app.left_out[0].reason, "queue \"db\" not selected (--queues)");
+        let none = render(&file, &zone, Some(&["web".to_string()])).expect("render");
+        assert_eq!(none.lines, ["0 0 * * * b"]);
+        // Without a selection every command schedule is exported (and db's zone is refused).
+        assert!(matches!(render(&file, &zone, None), Err(CrontabError::Refused(e)) if e.len() == 1));
+        assert!(render(&file, &zone, Some(&["db".to_string()])).is_err());
+    }
+
+    #[test]
+    fn block_identifiers_lists_each_block_once() {
+        let text = "x\n# Begin errand generated tasks for: /a/../b.toml  \n1\n# End errand generated tasks for: /a/../b.toml\n\
+                    # Begin errand generated tasks for: app\n# End errand generated tasks for: app\n\
+                    # Begin errand generated tasks for: app\n#Begin errand generated tasks for: no\n";
+        assert_eq!(block_identifiers(text), ["/a/../b.toml", "app"]);
+        assert!(block_identifiers("").is_empty());
+    }
+
+    #[test]
+    fn identifiers_are_trimmed_so_one_file_keeps_one_block() {
+        let once = update("", "my id ", &lines(&["* * * * * a"])).expect("update");
+        assert!(
+            once.starts_with("# Begin errand generated tasks for: my id\n"),
+            "{once:?}"
+        );
+        let twice = update(&once, "my id   ", &lines(&["* * * * * a"])).expect("update");
+        assert_eq!(twice, once);
+        assert_eq!(
+            update(&once, " my id", &lines(&["* * * * * a"])).expect("update"),
+            once
+        );
+        assert_eq!(clear(&once, "my id  ").expect("clear"), "");
+        assert!(identifier("  ").is_err());
+        assert!(identifier("a\nb").is_err());
+    }
+
+    #[test]
+    fn an_assignment_like_program_is_quoted_as_the_program_it_is() {
+        let env = std::collections::BTreeMap::new();
+        assert_eq!(
+            shell_command(&lines(&["FOO=bar", "echo", "A=b"]), &env, None).expect("ok"),
+            "'FOO=bar' echo A=b"
         );
     }
 }

@@ -42,6 +42,13 @@
 //!    midnight` is day 22 at 00:00); Chronic moves it to the next day.
 //! 9. A raw cron expression is printed with single spaces, and macros as
 //!    five fields.
+//! 10. Exactly one week however written (`7 days`, `168 hours`) is weekly,
+//!     like `week`; whenever gives them all one line.
+//! 11. Ruby syntax (`1.day`, `2.hours`, `:monday`) is an error naming
+//!     errand's form (`day`, `2 hours`, `monday`).
+//! 12. `start of the month` (or `beginning of month`) in `at` is day 1, and
+//!     `15th of the month` day 15; `end of the month` is refused (cron's `L`
+//!     has no five-field form).
 
 use super::Schedule;
 use super::cron::CronExpr;
@@ -158,8 +165,38 @@ pub fn parse(every: &str, at: Option<&str>) -> Result<Schedule, EveryError> {
     Ok(Schedule::Cron(exprs))
 }
 
+/// What a whenever user wrote in Ruby (`1.day`, `2.hours`, `:monday`)
+/// written errand's way (`day`, `2 hours`, `monday`), if `s` is such a form.
+fn ruby_form(s: &str) -> Option<String> {
+    if let Some(symbol) = s.strip_prefix(':') {
+        return Some(symbol.to_string());
+    }
+    let (n, unit) = s.split_once('.')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || unit_seconds(unit).is_none() {
+        return None;
+    }
+    let singular = unit.strip_suffix('s').unwrap_or(unit);
+    Some(if n.trim_start_matches('0') == "1" {
+        singular.to_string()
+    } else {
+        format!("{n} {singular}s")
+    })
+}
+
 fn parse_every_item(raw: &str) -> Result<Every, EveryError> {
     let s = raw.trim().to_ascii_lowercase();
+    if let Some(suggestion) = ruby_form(&s) {
+        // Suggest errand's form only when errand takes it (`2.weeks` has no
+        // cron line either way): say why not otherwise.
+        return Err(every_err(match parse_every_item(&suggestion) {
+            Ok(_) => format!("{:?} is whenever's Ruby syntax; write {suggestion:?}", raw.trim()),
+            Err(e) => format!(
+                "{:?} is whenever's Ruby syntax, and errand's {suggestion:?} is refused too: {}",
+                raw.trim(),
+                e.message
+            ),
+        }));
+    }
     let words: Vec<&str> = s.split_whitespace().collect();
     match words.as_slice() {
         [] => Err(every_err(format!("{raw:?} has an empty list item"))),
@@ -207,8 +244,16 @@ fn parse_every_item(raw: &str) -> Result<Every, EveryError> {
                     ))),
                 };
             }
+            // One week is weekly however it is written (`7 days`, `168
+            // hours`), as `week` is: whenever gives them all the same line.
             n.checked_mul(secs)
-                .map(Every::Seconds)
+                .map(|total| {
+                    if total == WEEK {
+                        Every::Week
+                    } else {
+                        Every::Seconds(total)
+                    }
+                })
                 .ok_or_else(|| every_err(format!("{:?} is too long", raw.trim())))
         }
         _ => Err(every_err(format!("unknown schedule {:?}; {FORMS}", raw.trim()))),
@@ -416,6 +461,12 @@ fn parse_at(raw: &str) -> Result<At, EveryError> {
     }
     let s = raw.to_ascii_lowercase();
     let words: Vec<&str> = s.split_whitespace().collect();
+    if words.windows(2).any(|w| w == ["end", "of"]) {
+        return Err(at_err(format!(
+            "{raw:?}: the last day of the month has no five-field cron form; \
+             use cron = \"M H L * *\" (L is the last day) instead of every and at"
+        )));
+    }
     // "<date> at <time>", "<date> <time>", "<time>".
     let (date_words, time_words): (&[&str], &[&str]) = match words.iter().position(|w| *w == "at") {
         Some(i) => (&words[..i], &words[i + 1..]),
@@ -482,6 +533,15 @@ fn parse_date(words: &[&str]) -> Option<(u32, Option<u32>)> {
         (1..=max).contains(&d).then_some((d, m))
     };
     match words {
+        // "start of the month", "beginning of month", "15th of the month",
+        // each also after "the".
+        [first, "of", "the", "month"]
+        | [first, "of", "month"]
+        | ["the", first, "of", "the", "month"]
+        | ["the", first, "of", "month"] => match *first {
+            "start" | "beginning" => Some((1, None)),
+            w => valid(ordinal(w)?, None),
+        },
         [w] if w.contains('/') => {
             let (m, d) = w.split_once('/')?;
             let m: u32 = m.parse().ok().filter(|m| (1..=12).contains(m))?;
@@ -719,6 +779,64 @@ mod tests {
                 .message
                 .contains("whole number")
         );
+    }
+
+    #[test]
+    fn whenever_users_forms() {
+        // "start of the month" is day 1, as whenever reads it.
+        assert_eq!(lines("month", Some("start of the month at 3am")), ["0 3 1 * *"]);
+        assert_eq!(
+            lines("month", Some("beginning of month at 3:15pm")),
+            ["15 15 1 * *"]
+        );
+        assert_eq!(
+            lines("2 months", Some("15th of the month at 1am")),
+            ["0 1 15 1,3,5,7,9,11 *"]
+        );
+        assert_eq!(lines("month", Some("the 2nd of the month 4am")), ["0 4 2 * *"]);
+        assert_eq!(
+            lines("month", Some("the start of the month at 3am")),
+            ["0 3 1 * *"]
+        );
+        assert_eq!(lines("day", Some("start of the month at 3am")), ["0 3 * * *"]);
+        assert!(
+            err("month", Some("end of the month at 3am"))
+                .message
+                .contains("L * *")
+        );
+        assert!(
+            err("year", Some("start of the month at 3am"))
+                .message
+                .contains("needs a month")
+        );
+        // Ruby syntax gets the errand form.
+        for (ruby, want) in [
+            ("1.day", "\"day\""),
+            ("2.hours", "\"2 hours\""),
+            ("1.hours", "\"hour\""),
+            ("5.minute", "\"5 minutes\""),
+            (":monday", "\"monday\""),
+        ] {
+            let e = err(ruby, None);
+            assert_eq!(e.field, "every");
+            assert!(e.message.ends_with(&format!("write {want}")), "{ruby}: {e}");
+        }
+        assert!(err("monday, :friday", None).message.contains("write \"friday\""));
+        // A Ruby form errand refuses in its own spelling too is not suggested.
+        for (ruby, why) in [
+            ("2.weeks", "cannot be written as cron lines"),
+            (":fooday", "unknown schedule"),
+        ] {
+            let m = err(ruby, None).message;
+            assert!(m.contains("is refused too") && m.contains(why), "{ruby}: {m}");
+            assert!(!m.contains("; write"), "{ruby}: {m}");
+        }
+        // One week is weekly however it is written.
+        for week in ["7 days", "168 hours", "10080 minutes", "1 week", "week"] {
+            assert_eq!(lines(week, Some("4am")), ["0 4 * * 0"], "{week}");
+        }
+        assert_eq!(lines("14 days", None), ["0 0 1,15 * *"]);
+        assert_eq!(lines("6 days", None), ["0 0 1,7,13,19,25 * *"]);
     }
 
     #[test]

@@ -26,8 +26,11 @@
 //! dir = "/var/log"
 //! ```
 //!
-//! Other top-level tables (the rest of errand's configuration) are ignored;
-//! an unknown key inside a schedule is an error. Every problem is reported
+//! Other top-level tables (the rest of errand's configuration) are left to
+//! the CLI, which checks them too; an unknown key inside a schedule is an
+//! error. `every` may be an array of phrases (`["monday", "friday"]`), a
+//! command schedule may name a `queue`, and a command's program must not be
+//! a `NAME=value` assignment (a shell would read it as a variable). Every problem is reported
 //! (not just the first) with the schedule's name, the field and the line.
 
 use std::collections::{BTreeMap, HashMap};
@@ -129,8 +132,11 @@ pub enum Action {
         /// How long after the fire time the job expires if not started.
         expires_in: Option<Duration>,
     },
-    /// Run a command (argv, no shell).
+    /// Run a command (argv, no shell), as a job of kind `command`.
     Command {
+        /// The queue of the command's job; `None` for the default one. Only
+        /// workers of that queue run it (whenever's `roles`, errand's way).
+        queue: Option<String>,
         /// The program and its arguments.
         argv: Vec<String>,
         /// Extra environment variables.
@@ -210,19 +216,35 @@ const KEYS: &[&str] = &[
     "enabled",
 ];
 
-struct Ctx<'a> {
-    text: &'a str,
+struct Ctx {
+    /// Byte offset of the start of each line after the first, in order, so
+    /// an offset's line is a binary search (counting newlines from the start
+    /// for every schedule made a file of 20,000 schedules take 20 s).
+    line_starts: Vec<usize>,
     issues: Vec<ScheduleIssue>,
+    /// Every schedule's name and header line, valid schedule or not, so a
+    /// duplicate name is reported even when one of its schedules has other errors.
+    names: Vec<(String, usize)>,
 }
 
-impl Ctx<'_> {
+impl Ctx {
+    fn new(text: &str) -> Ctx {
+        let line_starts = text
+            .bytes()
+            .enumerate()
+            .filter(|&(_, b)| b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
+        Ctx {
+            line_starts,
+            issues: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+
+    /// The 1-based line holding byte `offset`.
     fn line(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        self.line_starts.partition_point(|&start| start <= offset) + 1
     }
 
     fn issue(&mut self, schedule: Option<&str>, field: &str, offset: usize, message: impl Into<String>) {
@@ -256,10 +278,7 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
 impl ScheduleFile {
     /// Parses and validates the `[[schedule]]` entries of a TOML document.
     pub fn parse(text: &str) -> Result<ScheduleFile, FileError> {
-        let mut cx = Ctx {
-            text,
-            issues: Vec::new(),
-        };
+        let mut cx = Ctx::new(text);
         let root = match DeTable::parse(text) {
             Ok(root) => root,
             Err(e) => {
@@ -302,16 +321,18 @@ impl ScheduleFile {
                 ),
             }
         }
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        for def in &schedules {
-            if let Some(first) = seen.insert(def.name.clone(), def.line) {
-                let line = def.line;
-                cx.issues.push(ScheduleIssue {
-                    schedule: Some(def.name.clone()),
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (name, line) in &cx.names {
+            match seen.get(name.as_str()) {
+                Some(first) => cx.issues.push(ScheduleIssue {
+                    schedule: Some(name.clone()),
                     field: "name".into(),
-                    line,
+                    line: *line,
                     message: format!("duplicate name; first defined on line {first}"),
-                });
+                }),
+                None => {
+                    seen.insert(name, *line);
+                }
             }
         }
         if cx.issues.is_empty() {
@@ -323,7 +344,7 @@ impl ScheduleFile {
     }
 }
 
-fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<ScheduleDef> {
+fn parse_one(cx: &mut Ctx, header: usize, table: &DeTable<'_>) -> Option<ScheduleDef> {
     let entries: Vec<Entry<'_>> = table.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let get = |key: &str| {
         entries
@@ -364,10 +385,24 @@ fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<Sch
             None
         }
     };
+    if let Some(name) = &name {
+        let line = cx.line(header);
+        cx.names.push((name.clone(), line));
+    }
     let n = name.as_deref();
 
     for (k, _) in &entries {
-        if !KEYS.contains(&k.get_ref().as_ref()) {
+        if k.get_ref() == "roles" {
+            cx.issue(
+                n,
+                "roles",
+                k.span().start,
+                "errand has no server roles: a schedule fires once for the whole system, not once \
+                 per server; to run its job only on some machines, set queue = \"NAME\" and run \
+                 `errand work --queues NAME` on those machines, or for a crontab \
+                 `errand schedule crontab --queues NAME` (see docs/SCHEDULES.md)",
+            );
+        } else if !KEYS.contains(&k.get_ref().as_ref()) {
             cx.issue(
                 n,
                 k.get_ref(),
@@ -377,7 +412,7 @@ fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<Sch
         }
     }
 
-    let string = |cx: &mut Ctx<'_>, key: &str| -> Option<(String, usize)> {
+    let string = |cx: &mut Ctx, key: &str| -> Option<(String, usize)> {
         let (_, v) = get(key)?;
         match v.get_ref() {
             DeValue::String(s) => Some((s.to_string(), v.span().start)),
@@ -395,7 +430,45 @@ fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<Sch
 
     // Timing.
     let cron = string(cx, "cron");
-    let every = string(cx, "every");
+    // `every` is a phrase, or an array of them (whenever's `every :monday,
+    // :friday`), which means the same as the phrases joined by commas.
+    let every = match get("every") {
+        None => None,
+        Some((_, v)) => match v.get_ref() {
+            DeValue::String(s) => Some((s.to_string(), v.span().start)),
+            DeValue::Array(items) if !items.is_empty() => {
+                let mut parts = Vec::new();
+                for item in items.iter() {
+                    match item.get_ref() {
+                        DeValue::String(s) => parts.push(s.to_string()),
+                        other => cx.issue(
+                            n,
+                            "every",
+                            item.span().start,
+                            format!("items must be strings, found {}", type_name(other)),
+                        ),
+                    }
+                }
+                (parts.len() == items.len()).then(|| (parts.join(", "), v.span().start))
+            }
+            DeValue::Array(_) => {
+                cx.issue(n, "every", v.span().start, "must name at least one schedule");
+                None
+            }
+            other => {
+                cx.issue(
+                    n,
+                    "every",
+                    v.span().start,
+                    format!(
+                        "must be a string or an array of strings, found {}",
+                        type_name(other)
+                    ),
+                );
+                None
+            }
+        },
+    };
     let at = match get("at") {
         None => None,
         Some((_, v)) => match v.get_ref() {
@@ -433,6 +506,8 @@ fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<Sch
             cx.issue(n, "every", *off, "give either cron or every, not both");
             None
         }
+        // A cron or every of the wrong type has been reported already.
+        (None, None) if get("cron").is_some() || get("every").is_some() => None,
         (None, None) => {
             cx.issue(n, "cron", header, "every schedule needs cron or every");
             None
@@ -486,7 +561,13 @@ fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<Sch
     // Action.
     let kind = string(cx, "kind");
     let command = get("command");
-    let enqueue_keys = ["queue", "args", "priority", "unique_key", "expires_in"];
+    let enqueue_keys = ["args", "priority", "unique_key", "expires_in"];
+    let queue = string(cx, "queue").map(|(q, off)| {
+        if let Err(e) = crate::validate::queue_name("queue", &q) {
+            cx.issue(n, "queue", off, e.message);
+        }
+        q
+    });
     let command_keys = ["env", "dir"];
     let action = match (&kind, command) {
         (Some(_), Some((_, v))) => {
@@ -498,6 +579,8 @@ fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<Sch
             );
             None
         }
+        // A kind of the wrong type has been reported already.
+        (None, None) if get("kind").is_some() => None,
         (None, None) => {
             cx.issue(
                 n,
@@ -516,22 +599,6 @@ fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<Sch
             if k.trim().is_empty() {
                 cx.issue(n, "kind", *off, "must not be empty");
             }
-            let queue = string(cx, "queue").map(|(q, off)| {
-                if q.is_empty()
-                    || q.len() > 128
-                    || !q
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
-                {
-                    cx.issue(
-                        n,
-                        "queue",
-                        off,
-                        "must be 1-128 characters of letters, digits, _ - . :",
-                    );
-                }
-                q
-            });
             let args = match get("args") {
                 None => serde_json::Value::Object(Default::default()),
                 Some((_, v)) => match v.get_ref() {
@@ -584,7 +651,7 @@ fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<Sch
             let expires_in = duration_field(cx, n, &get, "expires_in");
             Some(Action::Enqueue {
                 kind: k.clone(),
-                queue,
+                queue: queue.clone(),
                 args,
                 priority,
                 unique_key,
@@ -619,6 +686,21 @@ fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<Sch
                             "the program (first item) must not be empty",
                         );
                     }
+                    // A shell (and so cron) reads a leading NAME=value as a
+                    // variable for the command; errand runs argv without a
+                    // shell and would look for a program of that name.
+                    if let Some((var, value)) = argv.first().and_then(|p| assignment(p)) {
+                        cx.issue(
+                            n,
+                            "command",
+                            v.span().start,
+                            format!(
+                                "the program (first item) {:?} is a variable assignment, not a program: \
+                                 errand runs command without a shell; set it with env = {{ {var} = {value:?} }}",
+                                argv[0]
+                            ),
+                        );
+                    }
                     argv
                 }
                 DeValue::Array(_) => {
@@ -644,12 +726,7 @@ fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<Sch
                     DeValue::Table(t) => {
                         for (k, val) in t.iter() {
                             let key = k.get_ref();
-                            let valid = key
-                                .chars()
-                                .next()
-                                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                            if !valid {
+                            if !is_variable_name(key) {
                                 cx.issue(
                                     n,
                                     "env",
@@ -679,7 +756,12 @@ fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<Sch
                 }
                 d
             });
-            Some(Action::Command { argv, env, dir })
+            Some(Action::Command {
+                queue: queue.clone(),
+                argv,
+                env,
+                dir,
+            })
         }
     };
 
@@ -771,8 +853,23 @@ fn parse_one(cx: &mut Ctx<'_>, header: usize, table: &DeTable<'_>) -> Option<Sch
     })
 }
 
+/// Whether `name` can name an environment variable in a shell: a letter or
+/// `_`, then letters, digits and `_`.
+pub fn is_variable_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `NAME=value` split, when `word` is what a shell reads as a variable
+/// assignment in front of a command.
+pub fn assignment(word: &str) -> Option<(&str, &str)> {
+    word.split_once('=').filter(|(name, _)| is_variable_name(name))
+}
+
 fn duration_field<'v, 'i: 'v>(
-    cx: &mut Ctx<'_>,
+    cx: &mut Ctx,
     n: Option<&str>,
     get: &Getter<'_, 'v, 'i>,
     key: &str,
@@ -997,6 +1094,7 @@ on_missed = "later"
                 (Some("b"), "at", 10),
                 (Some("b"), "timezone", 12),
                 (Some("b"), "priority", 13),
+                (Some("a"), "name", 15),
                 (Some("a"), "on_missed", 19),
             ],
             "{got:#?}"
@@ -1025,17 +1123,123 @@ on_missed = "later"
         );
         assert_eq!(both.len(), 2);
         let mixed = issues(
-            "[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\nqueue = \"q\"\nmissed_cap = 2\n",
+            "[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\npriority = 2\nmissed_cap = 2\n",
         );
         assert_eq!(
             mixed.iter().map(|i| i.field.as_str()).collect::<Vec<_>>(),
-            ["queue", "missed_cap"]
+            ["priority", "missed_cap"]
         );
         assert!(
             ScheduleFile::parse("[other]\nx = 1\n")
                 .expect("valid")
                 .schedules
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_duplicate_name_is_reported_even_when_a_schedule_has_other_errors() {
+        // The second "a" is itself invalid; "b" is invalid too.
+        let text = "[[schedule]]\nname = \"a\"\ncron = \"@daily\"\nkind = \"x\"\n\n\
+                    [[schedule]]\nname = \"b\"\ncron = \"61 * * * *\"\nkind = \"x\"\n\n\
+                    [[schedule]]\nname = \"a\"\ncron = \"@daily\"\nkind = \"\"\n";
+        let got = issues(text);
+        let summary: Vec<(&str, usize)> = got.iter().map(|i| (i.field.as_str(), i.line)).collect();
+        assert_eq!(summary, [("cron", 8), ("name", 11), ("kind", 14)], "{got:#?}");
+        assert!(got[1].message.contains("first defined on line 1"));
+        // Both duplicates invalid.
+        let text = "[[schedule]]\nname = \"a\"\ncron = \"x\"\nkind = \"x\"\n\
+                    [[schedule]]\nname = \"a\"\ncron = \"y\"\nkind = \"x\"\n";
+        assert!(issues(text).iter().any(|i| i.field == "name" && i.line == 5));
+    }
+
+    #[test]
+    fn lines_are_right_at_the_end_of_a_large_file() {
+        let mut text = String::new();
+        for i in 0..5000 {
+            text.push_str(&format!(
+                "[[schedule]]\nname = \"s{i}\"\ncron = \"@daily\"\nkind = \"k\"\n"
+            ));
+        }
+        text.push_str("[[schedule]]\nname = \"last\"\ncron = \"@daily\"\nkind = \"k\"\ncolour = 1");
+        let got = issues(&text);
+        assert_eq!((got[0].field.as_str(), got[0].line), ("colour", 20_005));
+        let mut ok = text.clone();
+        ok.truncate(text.rfind("colour").unwrap());
+        let f = ScheduleFile::parse(&ok).expect("valid");
+        assert_eq!(f.schedules[4999].line, 19_997);
+        assert_eq!(f.schedules[5000].line, 20_001);
+        // The first line, and an offset at a newline.
+        let c = Ctx::new("a\nb\n");
+        assert_eq!((c.line(0), c.line(1), c.line(2), c.line(4)), (1, 1, 2, 3));
+    }
+
+    #[test]
+    fn every_takes_an_array_of_phrases() {
+        let f = ScheduleFile::parse(
+            "[[schedule]]\nname = \"x\"\nevery = [\"monday\", \"friday\"]\nat = \"9am\"\nkind = \"k\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            f.schedules[0].timing,
+            Timing::Every {
+                every: "monday, friday".into(),
+                at: Some("9am".into())
+            }
+        );
+        assert_eq!(
+            f.schedules[0].schedule,
+            Schedule::from_every("monday, friday", Some("9am")).unwrap()
+        );
+        // A wrong type is one error, not also "needs cron or every".
+        for bad in ["every = 5", "every = [1]", "every = []", "cron = 5"] {
+            let got = issues(&format!("[[schedule]]\nname = \"x\"\n{bad}\nkind = \"k\"\n"));
+            assert_eq!(got.len(), 1, "{bad}: {got:#?}");
+            assert_eq!(got[0].line, 3, "{bad}");
+            assert!(!got[0].message.contains("needs cron or every"), "{bad}");
+        }
+        let got = issues("[[schedule]]\nname = \"x\"\ncron = \"@daily\"\nkind = 5\n");
+        assert_eq!(got.len(), 1, "{got:#?}");
+    }
+
+    #[test]
+    fn a_variable_assignment_is_not_a_program() {
+        let got = issues(
+            "[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"FOO=bar\", \"echo\", \"hi\"]\n",
+        );
+        assert_eq!((got[0].field.as_str(), got[0].line), ("command", 4));
+        assert!(
+            got[0].message.contains("env = { FOO = \"bar\" }"),
+            "{}",
+            got[0].message
+        );
+        // An = elsewhere is an ordinary argument, and a path with = is no assignment.
+        ScheduleFile::parse(
+            "[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"env\", \"FOO=bar\", \"echo\"]\n\n\
+             [[schedule]]\nname = \"y\"\ncron = \"@daily\"\ncommand = [\"./a=b\"]\n",
+        )
+        .expect("valid");
+    }
+
+    #[test]
+    fn roles_point_to_queues_and_command_schedules_take_a_queue() {
+        let got =
+            issues("[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\nroles = [\"app\"]\n");
+        assert_eq!((got[0].field.as_str(), got[0].line), ("roles", 5));
+        assert!(got[0].message.contains("queue = \"NAME\""), "{}", got[0].message);
+        assert!(got[0].message.contains("--queues NAME"), "{}", got[0].message);
+        let f = ScheduleFile::parse(
+            "[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\nqueue = \"app\"\n",
+        )
+        .expect("valid");
+        assert!(matches!(&f.schedules[0].action, Action::Command { queue: Some(q), .. } if q == "app"));
+        let got =
+            issues("[[schedule]]\nname = \"x\"\ncron = \"@daily\"\ncommand = [\"c\"]\nqueue = \"a b\"\n");
+        assert_eq!(got[0].field, "queue");
+        assert!(
+            got[0].message.contains("not a valid queue name"),
+            "{}",
+            got[0].message
         );
     }
 

@@ -475,6 +475,41 @@ dir = "/tmp"
     parsed.check().unwrap();
 }
 
+/// whenever's `roles`, errand's way: a command schedule's job goes to its
+/// queue, so only the workers of that queue run it.
+#[tokio::test]
+async fn a_command_schedule_with_a_queue_enqueues_its_job_there() {
+    let env = env().await;
+    let file = r#"
+[[schedule]]
+name = "on-app"
+every = "reboot"
+command = ["/bin/true"]
+queue = "app"
+
+[[schedule]]
+name = "anywhere"
+every = "reboot"
+command = ["/bin/true"]
+"#;
+    let (errand, _clock) = clocked(&env.errand, "2026-01-01T00:00:00Z");
+    let mut s = errand.scheduler(defs(file), SchedulerConfig::default());
+    assert_eq!(s.tick().await.unwrap().enqueued.len(), 2);
+    let mut queues: Vec<(String, String)> = all_jobs(&errand)
+        .await
+        .into_iter()
+        .map(|j| (j.kind, j.queue))
+        .collect();
+    queues.sort();
+    assert_eq!(
+        queues,
+        [
+            ("command".to_string(), "app".to_string()),
+            ("command".to_string(), "default".to_string())
+        ]
+    );
+}
+
 #[tokio::test]
 async fn disabled_schedules_are_listed_and_never_fire() {
     let env = env().await;

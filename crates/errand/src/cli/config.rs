@@ -356,6 +356,13 @@ fn setting(section: &str, e: errand_core::validate::ValidationError) -> anyhow::
     anyhow::anyhow!("{section}.{}: {}", e.field, e.message)
 }
 
+/// Validates a configuration file on its own (no flags, no environment) as
+/// `errand work --config FILE` reads it, for `errand schedule check`: one
+/// file, one verdict.
+pub(crate) fn validate_file(path: &Path) -> anyhow::Result<()> {
+    Config::build(read_file(path)?, &Overrides::default(), Some(path.to_path_buf())).map(|_| ())
+}
+
 fn read_file(path: &Path) -> anyhow::Result<RawFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;

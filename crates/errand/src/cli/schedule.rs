@@ -7,9 +7,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::Context as _;
 use errand_core::schedule::crontab::{self, CronZone};
-use errand_core::schedule::{Schedule, ScheduleFile, Timing, zone};
+use errand_core::schedule::{Action, Schedule, ScheduleFile, Timing, zone};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
@@ -95,22 +95,100 @@ pub(crate) struct CrontabArgs {
     /// Remove errand's block from the crontab.
     #[arg(long, group = "mode")]
     clear: bool,
+    /// Export only the command schedules of these queues, and those without a queue (whenever's --roles): e.g. --queues app,db.
+    #[arg(long, value_name = "QUEUE,…", value_delimiter = ',', num_args = 1..)]
+    queues: Option<Vec<String>>,
     /// Whose crontab (`crontab -u USER`).
     #[arg(long, value_name = "USER")]
     user: Option<String>,
-    /// The lines are in UTC: the block starts with CRON_TZ=UTC, and only UTC schedules are exported.
+    /// The lines are in UTC: the block starts with CRON_TZ=UTC, and every exported schedule must be in UTC (others are refused, each named).
     #[arg(long)]
     utc: bool,
 }
 
-/// Runs a `schedule` subcommand; returns the process exit code.
-pub(crate) fn run(cmd: ScheduleCmd) -> anyhow::Result<i32> {
-    match cmd {
-        ScheduleCmd::Next(args) => next(args),
-        ScheduleCmd::Translate(args) => translate(args),
-        ScheduleCmd::Check(args) => check(args),
-        ScheduleCmd::Crontab(args) => crontab_cmd(args),
-        ScheduleCmd::List => bail!("schedule list needs the store"),
+/// Runs a `schedule` subcommand that needs no store and reports its error,
+/// if any: as `error: …` on stderr, or under `--json` as one JSON object
+/// `{"error":{"code","message","field"}}` (plus `issues` for a file that
+/// does not validate). Returns the process exit code.
+pub(crate) fn run(cmd: ScheduleCmd, as_json: bool) -> u8 {
+    let result = match cmd {
+        ScheduleCmd::Next(args) => next(args, as_json),
+        ScheduleCmd::Translate(args) => translate(args, as_json),
+        ScheduleCmd::Check(args) => check(args, as_json),
+        ScheduleCmd::Crontab(args) => crontab_cmd(args, as_json),
+        ScheduleCmd::List => Err(Failure::invalid(None, "schedule list needs the store")),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(f) => f.report(as_json),
+    }
+}
+
+/// Why a schedule command failed: its exit code, a stable code for
+/// scripts, the field or argument at fault, and the problems of a file.
+#[derive(Debug)]
+struct Failure {
+    exit: u8,
+    code: &'static str,
+    field: Option<String>,
+    message: String,
+    issues: Vec<serde_json::Value>,
+}
+
+impl Failure {
+    /// Invalid input (exit 2, `invalid_argument`).
+    fn invalid(field: Option<&str>, message: impl Into<String>) -> Failure {
+        Failure {
+            exit: 2,
+            code: "invalid_argument",
+            field: field.map(str::to_owned),
+            message: message.into(),
+            issues: Vec::new(),
+        }
+    }
+
+    /// The crontab program failed, or the crontab is not ours to change (exit 1).
+    fn crontab(message: impl Into<String>) -> Failure {
+        Failure {
+            exit: 1,
+            code: "crontab_failed",
+            field: None,
+            message: message.into(),
+            issues: Vec::new(),
+        }
+    }
+
+    /// Prints the failure on stderr; returns the exit code.
+    fn report(mut self, as_json: bool) -> u8 {
+        // A config line may hold a database URL: its secrets never print.
+        self.message = errand::redact_text(&self.message);
+        if as_json {
+            let mut error = serde_json::json!({
+                "code": self.code,
+                "message": self.message,
+                "field": self.field,
+            });
+            if !self.issues.is_empty() {
+                error["issues"] = serde_json::Value::Array(self.issues);
+            }
+            eprintln!("{}", serde_json::json!({ "error": error }));
+        } else {
+            eprintln!("error: {}", super::output::escape(&self.message));
+        }
+        self.exit
+    }
+}
+
+/// Writing to stdout failed (a closed pipe).
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure {
+            exit: 1,
+            code: "io_error",
+            field: None,
+            message: format!("cannot write the output: {e}"),
+            issues: Vec::new(),
+        }
     }
 }
 
@@ -194,94 +272,223 @@ fn rfc3339(t: Timestamp, tz: &TimeZone) -> String {
         .to_string()
 }
 
-fn next(args: NextArgs) -> anyhow::Result<i32> {
-    let tz = zone(&args.tz).map_err(|e| anyhow!("--tz: {e}"))?;
+/// Prints one JSON document on stdout.
+fn print_json(value: &serde_json::Value) -> Result<(), Failure> {
+    writeln!(std::io::stdout().lock(), "{value}")?;
+    Ok(())
+}
+
+fn next(args: NextArgs, as_json: bool) -> Result<(), Failure> {
+    let tz = zone(&args.tz).map_err(|e| Failure::invalid(Some("tz"), format!("--tz: {e}")))?;
     let schedule = match (&args.cron, &args.every) {
-        (Some(expr), _) => Schedule::parse_cron(expr)?,
-        (None, Some(every)) => Schedule::from_every(every, args.at.as_deref())?,
-        (None, None) => bail!("give a cron expression or --every"),
+        (Some(expr), _) => {
+            Schedule::parse_cron(expr).map_err(|e| Failure::invalid(Some("cron"), e.to_string()))?
+        }
+        (None, Some(every)) => Schedule::from_every(every, args.at.as_deref())
+            .map_err(|e| Failure::invalid(Some(e.field), e.to_string()))?,
+        (None, None) => return Err(Failure::invalid(None, "give a cron expression or --every")),
     };
     let from = match &args.from {
         Some(s) => s.parse::<Timestamp>().map_err(|e| {
-            anyhow!(
-                "--from: {s:?} is not an RFC 3339 time with an offset (e.g. 2026-03-08T01:00:00-05:00): {e}"
+            Failure::invalid(
+                Some("from"),
+                format!(
+                    "--from: {s:?} is not an RFC 3339 time with an offset (e.g. 2026-03-08T01:00:00-05:00): {e}"
+                ),
             )
         })?,
         None => Timestamp::now(),
     };
-    if schedule == Schedule::Reboot {
+    let reboot = schedule == Schedule::Reboot;
+    let times: Vec<String> = schedule
+        .upcoming(from, &tz)
+        .take(args.count as usize)
+        .map(|t| rfc3339(t, &tz))
+        .collect();
+    if as_json {
+        return print_json(&serde_json::json!({
+            "cron": args.cron,
+            "every": args.every,
+            "at": args.at,
+            "timezone": args.tz,
+            "from": rfc3339(from, &tz),
+            "reboot": reboot,
+            "fire_times": times,
+        }));
+    }
+    if reboot {
         eprintln!("note: @reboot fires once each time the scheduler starts, never on the clock");
-        return Ok(0);
+        return Ok(());
     }
     let mut out = std::io::stdout().lock();
-    let mut printed = 0;
-    for t in schedule.upcoming(from, &tz).take(args.count as usize) {
-        writeln!(out, "{}", rfc3339(t, &tz))?;
-        printed += 1;
+    for t in &times {
+        writeln!(out, "{t}")?;
     }
-    if printed < args.count {
-        eprintln!("note: the schedule fires only {printed} more time(s) before year 9999");
+    if times.len() < args.count as usize {
+        eprintln!(
+            "note: the schedule fires only {} more time(s) before year 9999",
+            times.len()
+        );
     }
-    Ok(0)
+    Ok(())
 }
 
-fn translate(args: TranslateArgs) -> anyhow::Result<i32> {
-    let lines = match Schedule::from_every(&args.every, args.at.as_deref())? {
+fn translate(args: TranslateArgs, as_json: bool) -> Result<(), Failure> {
+    let lines: Vec<String> = match Schedule::from_every(&args.every, args.at.as_deref())
+        .map_err(|e| Failure::invalid(Some(e.field), e.to_string()))?
+    {
         Schedule::Reboot => vec!["@reboot".to_string()],
         Schedule::Cron(exprs) => exprs
             .iter()
             .map(|e| {
                 e.five_field().ok_or_else(|| {
-                    anyhow!(
-                        "{e:?} has a seconds field, so it has no five-field equivalent",
-                        e = e.as_str()
+                    Failure::invalid(
+                        Some("every"),
+                        format!(
+                            "{e:?} has a seconds field, so it has no five-field equivalent",
+                            e = e.as_str()
+                        ),
                     )
                 })
             })
-            .collect::<anyhow::Result<_>>()?,
+            .collect::<Result<_, _>>()?,
     };
+    if as_json {
+        return print_json(&serde_json::json!({
+            "every": args.every,
+            "at": args.at,
+            "cron": lines,
+        }));
+    }
     let mut out = std::io::stdout().lock();
     for l in lines {
         writeln!(out, "{l}")?;
     }
-    Ok(0)
+    Ok(())
 }
 
 fn read_file(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// Parses a schedule file, printing every problem as `FILE:LINE: …`.
-fn load(path: &Path) -> anyhow::Result<Option<ScheduleFile>> {
-    let text = read_file(path)?;
-    match ScheduleFile::parse(&text) {
-        Ok(f) => Ok(Some(f)),
+/// Reads and validates a schedule file as `errand work --config FILE` does:
+/// the `[[schedule]]` entries and the rest of the configuration, so both
+/// give a file the same verdict. Every problem is printed as `FILE:LINE: …`
+/// (under `--json`, they go in the one error object instead).
+fn load(path: &Path, as_json: bool) -> Result<ScheduleFile, Failure> {
+    let text = read_file(path).map_err(|e| Failure::invalid(Some("file"), format!("{e:#}")))?;
+    let mut problems: Vec<(String, serde_json::Value)> = Vec::new();
+    let (parsed, toml_ok) = match ScheduleFile::parse(&text) {
+        Ok(f) => (Some(f), true),
         Err(e) => {
+            let toml_ok = !e.issues.iter().any(|i| i.field == "file");
             for issue in &e.issues {
                 let who = issue
                     .schedule
                     .as_deref()
                     .map(|n| format!(" schedule {n:?}:"))
                     .unwrap_or_default();
-                eprintln!(
-                    "{}:{}:{who} {}: {}",
-                    path.display(),
-                    issue.line,
-                    issue.field,
-                    issue.message
-                );
+                problems.push((
+                    format!(
+                        "{}:{}:{who} {}: {}",
+                        path.display(),
+                        issue.line,
+                        issue.field,
+                        issue.message
+                    ),
+                    serde_json::json!({
+                        "line": issue.line,
+                        "schedule": issue.schedule,
+                        "field": issue.field,
+                        "message": issue.message,
+                    }),
+                ));
             }
-            eprintln!("error: {} has {} problem(s)", path.display(), e.issues.len());
-            Ok(None)
+            (None, toml_ok)
+        }
+    };
+    // The rest of the file (unknown top-level keys, bad settings), unless
+    // the TOML itself is broken, which was reported above.
+    if toml_ok && let Err(e) = super::config::validate_file(path) {
+        let message = format!("{e:#}");
+        problems.push((
+            message.clone(),
+            serde_json::json!({ "line": null, "schedule": null, "field": "config", "message": message }),
+        ));
+    }
+    match parsed {
+        Some(f) if problems.is_empty() => Ok(f),
+        _ => {
+            let summary = format!("{} has {} problem(s)", path.display(), problems.len());
+            if !as_json {
+                for (line, _) in &problems {
+                    eprintln!("{line}");
+                }
+            }
+            let field = problems
+                .first()
+                .and_then(|(_, j)| j["field"].as_str().map(str::to_owned));
+            let message = if as_json {
+                let all: Vec<&str> = problems.iter().map(|(l, _)| l.as_str()).collect();
+                format!("{summary}: {}", all.join("; "))
+            } else {
+                summary
+            };
+            Err(Failure {
+                exit: 2,
+                code: "config_invalid",
+                field,
+                message,
+                issues: problems.into_iter().map(|(_, j)| j).collect(),
+            })
         }
     }
 }
 
-fn check(args: CheckArgs) -> anyhow::Result<i32> {
-    let Some(file) = load(&args.file)? else {
-        return Ok(2);
-    };
+fn check(args: CheckArgs, as_json: bool) -> Result<(), Failure> {
+    let file = load(&args.file, as_json)?;
     let now = Timestamp::now();
+    if as_json {
+        let schedules: Vec<serde_json::Value> = file
+            .schedules
+            .iter()
+            .map(|def| {
+                let (cron, every, at) = match &def.timing {
+                    Timing::Cron(c) => (Some(c), None, None),
+                    Timing::Every { every, at } => (None, Some(every), at.as_ref()),
+                };
+                let action = match &def.action {
+                    Action::Enqueue { kind, queue, .. } => {
+                        serde_json::json!({ "kind": kind, "queue": queue })
+                    }
+                    Action::Command { argv, .. } => serde_json::json!({ "command": argv }),
+                };
+                let times: Vec<String> = def
+                    .schedule
+                    .upcoming(now, &def.timezone)
+                    .take(3)
+                    .map(|t| rfc3339(t, &def.timezone))
+                    .collect();
+                serde_json::json!({
+                    "name": def.name,
+                    "line": def.line,
+                    "cron": cron,
+                    "every": every,
+                    "at": at,
+                    "timezone": def.timezone_name,
+                    "enabled": def.enabled,
+                    "reboot": def.schedule == Schedule::Reboot,
+                    "action": action,
+                    "next_fire_times": times,
+                })
+            })
+            .collect();
+        return print_json(&serde_json::json!({
+            "file": args.file.display().to_string(),
+            "valid": true,
+            "schedules": schedules,
+        }));
+    }
     let mut out = std::io::stdout().lock();
     for def in &file.schedules {
         let timing = match &def.timing {
@@ -298,11 +505,11 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
             writeln!(out, "  {}", rfc3339(t, &def.timezone))?;
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 /// The zone this machine's cron reads crontab lines in, by IANA name.
-fn machine_zone() -> anyhow::Result<String> {
+fn machine_zone() -> Result<String, Failure> {
     let tz = TimeZone::system();
     if let Some(name) = tz.iana_name() {
         return Ok(name.to_string());
@@ -310,7 +517,10 @@ fn machine_zone() -> anyhow::Result<String> {
     if tz == TimeZone::UTC {
         return Ok("UTC".into());
     }
-    bail!("cannot tell this machine's time zone by IANA name; set TZ (e.g. TZ=Europe/Paris) or use --utc")
+    Err(Failure::invalid(
+        None,
+        "cannot tell this machine's time zone by IANA name; set TZ (e.g. TZ=Europe/Paris) or use --utc",
+    ))
 }
 
 fn crontab_program() -> String {
@@ -329,119 +539,286 @@ fn crontab_base(user: Option<&str>) -> Command {
 }
 
 /// `crontab -l`; a user with no crontab yet has an empty one.
-fn read_crontab(user: Option<&str>) -> anyhow::Result<String> {
+fn read_crontab(user: Option<&str>) -> Result<String, Failure> {
     let output = crontab_base(user)
         .arg("-l")
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("cannot run {}", crontab_program()))?;
+        .map_err(|e| Failure::crontab(format!("cannot run {}: {e}", crontab_program())))?;
     if output.status.success() {
-        return String::from_utf8(output.stdout).context("the crontab is not UTF-8");
+        return String::from_utf8(output.stdout)
+            .map_err(|_| Failure::crontab("the crontab is not UTF-8; fix it by hand"));
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     if stderr.to_ascii_lowercase().contains("no crontab") {
         return Ok(String::new());
     }
-    bail!(
+    Err(Failure::crontab(format!(
         "{} -l failed ({}): {}",
         crontab_program(),
         output.status,
         stderr.trim()
-    )
+    )))
 }
 
 /// `crontab -` with the new text on standard input.
-fn write_crontab(user: Option<&str>, text: &str) -> anyhow::Result<()> {
+fn write_crontab(user: Option<&str>, text: &str) -> Result<(), Failure> {
+    let failed = |e: std::io::Error| Failure::crontab(format!("cannot run {}: {e}", crontab_program()));
     let mut child = crontab_base(user)
         .arg("-")
         .stdin(Stdio::piped())
-        .stdout(Stdio::inherit())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("cannot run {}", crontab_program()))?;
+        .map_err(failed)?;
     child
         .stdin
         .take()
-        .context("no stdin for crontab")?
-        .write_all(text.as_bytes())?;
-    let output = child.wait_with_output()?;
+        .ok_or_else(|| Failure::crontab("no stdin for crontab"))?
+        .write_all(text.as_bytes())
+        .map_err(failed)?;
+    let output = child.wait_with_output().map_err(failed)?;
     if !output.status.success() {
-        bail!(
+        return Err(Failure::crontab(format!(
             "{} - failed ({}): {}",
             crontab_program(),
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
-        );
+        )));
     }
     Ok(())
 }
 
-fn crontab_cmd(args: CrontabArgs) -> anyhow::Result<i32> {
-    let identifier = match &args.identifier {
-        Some(id) => id.clone(),
-        None => std::path::absolute(&args.file)
-            .with_context(|| format!("cannot resolve {}", args.file.display()))?
-            .display()
-            .to_string(),
-    };
-    let user = args.user.as_deref();
-    if args.clear {
-        let current = match read_crontab(user) {
-            Ok(c) => c,
-            Err(e) => return io_failure(e),
-        };
-        let new = crontab::clear(&current, &identifier)?;
-        if new != current
-            && let Err(e) = write_crontab(user, &new)
-        {
-            return io_failure(e);
-        }
-        eprintln!("[clear] crontab block {identifier:?} removed");
-        return Ok(0);
+/// The block's default identifier: the schedule file's canonical absolute
+/// path (symbolic links, `.` and `..` resolved), so `../errand.toml` from a
+/// subdirectory and `errand.toml` from the parent name one block. A file
+/// that does not exist (`--clear` after it was deleted) is resolved through
+/// its directory, or lexically.
+fn default_identifier(file: &Path) -> Result<String, Failure> {
+    let unresolvable =
+        |e: std::io::Error| Failure::invalid(Some("file"), format!("cannot resolve {}: {e}", file.display()));
+    if let Ok(p) = std::fs::canonicalize(file) {
+        return Ok(p.display().to_string());
     }
-    let Some(file) = load(&args.file)? else {
-        return Ok(2);
+    let absolute = std::path::absolute(file).map_err(unresolvable)?;
+    if let (Some(parent), Some(name)) = (absolute.parent(), absolute.file_name())
+        && let Ok(dir) = std::fs::canonicalize(parent)
+    {
+        return Ok(dir.join(name).display().to_string());
+    }
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out.display().to_string())
+}
+
+/// With the default identifier, removes the blocks an earlier errand wrote
+/// for the same schedule file under another spelling of its path (before
+/// paths were resolved, `sub/../errand.toml` and `errand.toml` made two
+/// blocks, so their commands ran twice). Returns the crontab without them
+/// and their identifiers. An identifier given with `--identifier` is taken
+/// as it is: nothing else is removed.
+fn drop_aliases(
+    current: &str,
+    identifier: &str,
+    by_default: bool,
+) -> Result<(String, Vec<String>), crontab::CrontabError> {
+    let mut text = current.to_string();
+    let mut removed = Vec::new();
+    if !by_default {
+        return Ok((text, removed));
+    }
+    for id in crontab::block_identifiers(current) {
+        let same_file = id != identifier
+            && Path::new(&id).is_absolute()
+            && default_identifier(Path::new(&id)).is_ok_and(|resolved| resolved == identifier);
+        if same_file {
+            text = crontab::clear(&text, &id)?;
+            removed.push(id);
+        }
+    }
+    Ok((text, removed))
+}
+
+fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
+    let raw_id = match &args.identifier {
+        Some(id) => id.clone(),
+        None => default_identifier(&args.file)?,
     };
+    let identifier = crontab::identifier(&raw_id)
+        .map_err(|e| Failure::invalid(Some("identifier"), e.to_string()))?
+        .to_string();
+    let by_default = args.identifier.is_none();
+    let user = args.user.as_deref();
+    // A crontab errand cannot safely change (Begin without End, two blocks).
+    let not_ours = |e: crontab::CrontabError| Failure {
+        exit: 2,
+        code: "crontab_invalid",
+        field: None,
+        message: e.to_string(),
+        issues: Vec::new(),
+    };
+    let done = |action: &str,
+                export: Option<&crontab::Export>,
+                aliases: &[String],
+                text: String|
+     -> Result<(), Failure> {
+        if as_json {
+            let left_out: Option<Vec<serde_json::Value>> = export.map(|e| {
+                e.left_out
+                    .iter()
+                    .map(|l| serde_json::json!({ "schedule": l.name, "line": l.line, "reason": l.reason }))
+                    .collect()
+            });
+            print_json(&serde_json::json!({
+                "action": action,
+                "identifier": identifier,
+                "lines": export.map(|e| &e.lines),
+                "left_out": left_out,
+                "aliases_removed": aliases,
+            }))
+        } else {
+            eprintln!("{text}");
+            for a in aliases {
+                eprintln!(
+                    "note: also removed block {a:?}, written earlier for the same file under another path"
+                );
+            }
+            Ok(())
+        }
+    };
+    if args.clear {
+        let current = read_crontab(user)?;
+        let (rest, aliases) = drop_aliases(&current, &identifier, by_default).map_err(not_ours)?;
+        let new = crontab::clear(&rest, &identifier).map_err(not_ours)?;
+        if new == current {
+            return done(
+                "unchanged",
+                None,
+                &aliases,
+                format!("[clear] no crontab block {identifier:?}; nothing removed"),
+            );
+        }
+        write_crontab(user, &new)?;
+        return done(
+            "cleared",
+            None,
+            &aliases,
+            format!("[clear] crontab block {identifier:?} removed"),
+        );
+    }
+    for q in args.queues.iter().flatten() {
+        errand_core::validate::queue_name("queues", q)
+            .map_err(|e| Failure::invalid(Some("queues"), format!("--queues: {}", e.message)))?;
+    }
+    let file = load(&args.file, as_json)?;
     let cron_zone = if args.utc {
         CronZone::utc()
     } else {
         CronZone::machine(&machine_zone()?)
     };
-    let lines = crontab::render(&file, &cron_zone)?;
-    if args.update || args.write {
-        let new = if args.update {
-            let current = match read_crontab(user) {
-                Ok(c) => c,
-                Err(e) => return io_failure(e),
-            };
-            let new = crontab::update(&current, &identifier, &lines)?;
-            if new == current {
-                eprintln!("[update] crontab already up to date");
-                return Ok(0);
+    let export = match crontab::render(&file, &cron_zone, args.queues.as_deref()) {
+        Ok(export) => export,
+        Err(crontab::CrontabError::Refused(errors)) => {
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: {e}", args.file.display()))
+                .collect();
+            if !as_json {
+                for l in &lines {
+                    eprintln!("{l}");
+                }
             }
-            new
-        } else {
-            crontab::write(&identifier, &lines)?
-        };
-        if let Err(e) = write_crontab(user, &new) {
-            return io_failure(e);
+            let summary = format!(
+                "{} schedule(s) cannot go in a crontab exactly; nothing was exported",
+                lines.len()
+            );
+            return Err(Failure {
+                exit: 2,
+                code: "not_exportable",
+                field: Some("schedule".into()),
+                message: if as_json {
+                    format!("{summary}: {}", lines.join("; "))
+                } else {
+                    summary
+                },
+                issues: errors
+                    .iter()
+                    .map(|e| match e {
+                        crontab::CrontabError::Unexportable { name, line, message } => {
+                            serde_json::json!({ "line": line, "schedule": name, "message": message })
+                        }
+                        other => serde_json::json!({ "message": other.to_string() }),
+                    })
+                    .collect(),
+            });
         }
-        let action = if args.update { "updated" } else { "written" };
-        eprintln!(
-            "[write] crontab {action}: block {identifier:?} with {} line(s)",
-            lines.len()
+        Err(e) => return Err(Failure::invalid(None, e.to_string())),
+    };
+    let commands = export.lines.len() - usize::from(args.utc);
+    if !as_json {
+        for l in &export.left_out {
+            eprintln!(
+                "note: {}:{}: schedule {:?} left out: {}",
+                args.file.display(),
+                l.line,
+                l.name,
+                l.reason
+            );
+        }
+        if commands == 0 {
+            eprintln!(
+                "note: {} has no enabled command schedule; the block has no crontab line",
+                args.file.display()
+            );
+        }
+    }
+    let lines = &export.lines;
+    let export = Some(&export);
+    if args.update {
+        let current = read_crontab(user)?;
+        let (rest, aliases) = drop_aliases(&current, &identifier, by_default).map_err(not_ours)?;
+        let new = crontab::update(&rest, &identifier, lines).map_err(not_ours)?;
+        if new == current {
+            return done(
+                "unchanged",
+                export,
+                &aliases,
+                "[update] crontab already up to date".into(),
+            );
+        }
+        write_crontab(user, &new)?;
+        return done(
+            "updated",
+            export,
+            &aliases,
+            format!("[update] crontab block {identifier:?} updated with {commands} line(s)"),
         );
-        return Ok(0);
+    }
+    if args.write {
+        let new = crontab::write(&identifier, lines).map_err(not_ours)?;
+        write_crontab(user, &new)?;
+        return done(
+            "written",
+            export,
+            &[],
+            format!("[write] crontab replaced by block {identifier:?} with {commands} line(s)"),
+        );
+    }
+    if as_json {
+        return done("printed", export, &[], String::new());
     }
     let mut out = std::io::stdout().lock();
-    for l in &lines {
+    for l in lines {
         writeln!(out, "{l}")?;
     }
     eprintln!("note: your crontab was not changed; use --update, --write or --clear to change it");
-    Ok(0)
-}
-
-fn io_failure(e: anyhow::Error) -> anyhow::Result<i32> {
-    eprintln!("error: {e:#}");
-    Ok(1)
+    Ok(())
 }

@@ -78,5 +78,23 @@ pub(crate) fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
 
 /// Turns a SQLite error into the store's error type.
 pub(crate) fn err(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    classify(e, None)
+}
+
+/// Maps an SQLite error to a [`StoreError`]: a damaged file (SQLITE_CORRUPT,
+/// SQLITE_NOTADB) or one that cannot be written (SQLITE_READONLY) is
+/// [`StoreError::Unusable`], permanent; anything else (busy, full, I/O) is a
+/// transient [`StoreError::Backend`]. `path` names the file when known.
+pub(crate) fn classify(e: rusqlite::Error, path: Option<&std::path::Path>) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase, ReadOnly};
+    let file = path.map_or_else(|| "the SQLite database".to_owned(), |p| format!("SQLite database {}", p.display()));
+    match e.sqlite_error_code() {
+        Some(DatabaseCorrupt | NotADatabase) => StoreError::Unusable(format!(
+            "{file} is damaged ({e}); restore it from a backup"
+        )),
+        Some(ReadOnly) => StoreError::Unusable(format!(
+            "{file} cannot be written ({e}); check the permissions of the file and its directory"
+        )),
+        _ => StoreError::Backend(e.to_string()),
+    }
 }

@@ -31,7 +31,7 @@ fn ids(list: &Value) -> Vec<i64> {
 
 #[test]
 fn enqueue_with_every_flag_stores_each_setting() {
-    let s = Scratch::new();
+    let s = Scratch::migrated();
     let out = s.ok(&[
         "enqueue",
         "email.send",
@@ -107,7 +107,7 @@ fn enqueue_with_every_flag_stores_each_setting() {
 
 #[test]
 fn enqueue_json_output_is_one_object() {
-    let s = Scratch::new();
+    let s = Scratch::migrated();
     let v = s.json(&["enqueue", "k", "--args", "[1,2]"]);
     assert_eq!(v, json!({"id": 1, "duplicate": false, "state": "available"}));
     let v = s.json(&["enqueue", "k", "--in", "1h"]);
@@ -116,7 +116,7 @@ fn enqueue_json_output_is_one_object() {
 
 #[test]
 fn a_duplicate_unique_key_reports_the_existing_job_and_writes_nothing() {
-    let s = Scratch::new();
+    let s = Scratch::migrated();
     assert_eq!(
         s.ok(&["enqueue", "k", "--unique-key", "u1"]),
         "enqueued job 1 (available)\n"
@@ -143,7 +143,7 @@ fn a_duplicate_unique_key_reports_the_existing_job_and_writes_nothing() {
 
 #[test]
 fn jobs_list_filters_and_pages() {
-    let s = Scratch::new();
+    let s = Scratch::migrated();
     s.ok(&["enqueue", "a.kind", "--queue", "q1", "--tenant", "t1"]); // 1
     s.ok(&["enqueue", "b.kind", "--queue", "q1"]); // 2
     s.ok(&["enqueue", "a.kind", "--queue", "q2", "--tenant", "t2"]); // 3
@@ -199,7 +199,7 @@ fn jobs_list_filters_and_pages() {
 
 #[test]
 fn show_retry_and_cancel_respect_the_tenant_scope() {
-    let s = Scratch::new();
+    let s = Scratch::migrated();
     s.ok(&["enqueue", "k", "--tenant", "acme"]);
     s.ok(&["enqueue", "k", "--tenant", "globex", "--in", "1h"]);
 
@@ -242,7 +242,7 @@ fn show_retry_and_cancel_respect_the_tenant_scope() {
 
 #[test]
 fn queues_list_pause_and_resume() {
-    let s = Scratch::new();
+    let s = Scratch::migrated();
     s.ok(&["enqueue", "k", "--queue", "mail"]);
     s.ok(&["enqueue", "k", "--queue", "mail", "--in", "1h"]);
     s.ok(&["enqueue", "k"]);
@@ -317,12 +317,20 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
         format!("database = \"{}\"\n", url("file.db")),
     )
     .unwrap();
-    let run = |cmd: &mut std::process::Command| {
-        common::expect_ok(&[], cmd.output().expect("run errand"));
+    // `migrate` creates the database the settings name, then `enqueue` adds a job to it.
+    let run = |env: &[(&str, String)], args: &[&str]| {
+        for sub in [&["migrate"][..], &["enqueue", "k"][..]] {
+            let mut cmd = s.bare();
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            cmd.args(args).args(sub);
+            common::expect_ok(sub, cmd.output().expect("run errand"));
+        }
     };
 
     // No file, no variable, no flag: ./errand.db in the working directory.
-    run(s.bare().args(["enqueue", "k"]));
+    run(&[], &[]);
     assert!(s.path("errand.db").exists());
     // ./errand.toml is read when present.
     std::fs::write(
@@ -330,31 +338,21 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
         format!("database = \"{}\"\n", url("default-file.db")),
     )
     .unwrap();
-    run(s.bare().args(["enqueue", "k"]));
+    run(&[], &[]);
     assert!(s.path("default-file.db").exists());
     // --config names another file.
-    run(s.bare().args(["--config", "custom.toml", "enqueue", "k"]));
+    run(&[], &["--config", "custom.toml"]);
     assert!(s.path("file.db").exists());
     // ERRAND_CONFIG names it too.
-    run(s
-        .bare()
-        .env("ERRAND_CONFIG", "custom.toml")
-        .args(["enqueue", "k"]));
+    run(&[("ERRAND_CONFIG", "custom.toml".into())], &[]);
     // ERRAND_DATABASE_URL beats the file.
-    run(s
-        .bare()
-        .env("ERRAND_DATABASE_URL", url("env.db"))
-        .args(["--config", "custom.toml", "enqueue", "k"]));
+    run(&[("ERRAND_DATABASE_URL", url("env.db"))], &["--config", "custom.toml"]);
     assert!(s.path("env.db").exists());
     // --database beats both.
-    run(s.bare().env("ERRAND_DATABASE_URL", url("env.db")).args([
-        "--config",
-        "custom.toml",
-        "--database",
-        &url("flag.db"),
-        "enqueue",
-        "k",
-    ]));
+    run(
+        &[("ERRAND_DATABASE_URL", url("env.db"))],
+        &["--config", "custom.toml", "--database", &url("flag.db")],
+    );
     assert!(s.path("flag.db").exists());
 
     let count = |name: &str| {
@@ -380,7 +378,7 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
 
 #[test]
 fn work_runs_a_command_job_and_stops_gracefully_on_sigterm() {
-    let s = Scratch::new();
+    let s = Scratch::migrated();
     std::fs::write(
         s.path("errand.toml"),
         "[worker]\nlease = \"5s\"\npoll_interval = \"100ms\"\nshutdown_grace = \"5s\"\n\
@@ -426,7 +424,7 @@ fn work_runs_a_command_job_and_stops_gracefully_on_sigterm() {
 
 #[test]
 fn args_can_come_from_a_file_or_stdin() {
-    let s = Scratch::new();
+    let s = Scratch::migrated();
     std::fs::write(s.path("args.json"), r#"{"from":"file"}"#).unwrap();
     s.ok(&["enqueue", "k", "--args", "@args.json"]);
     assert_eq!(s.json(&["jobs", "show", "1"])["args"], r#"{"from":"file"}"#);
@@ -808,6 +806,7 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
         for seeded in [false, true] {
             let s = Scratch::new();
             if seeded {
+                s.ok(&["migrate"]);
                 s.ok(&["enqueue", "seed"]);
             }
             for (name, text) in &c.files {
@@ -870,7 +869,7 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
 /// `jobs show` used to leave out the timeout and the tags (only `--json` had them).
 #[test]
 fn jobs_show_lists_timeout_and_tags() {
-    let s = Scratch::new();
+    let s = Scratch::migrated();
     s.ok(&[
         "enqueue",
         "report.build",

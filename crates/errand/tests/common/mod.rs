@@ -38,6 +38,14 @@ impl Scratch {
         }
     }
 
+    /// A scratch directory whose database `errand migrate` has created:
+    /// commands other than `work`, `serve` and `migrate` refuse a missing one.
+    pub(crate) fn migrated() -> Scratch {
+        let s = Scratch::new();
+        s.ok(&["migrate"]);
+        s
+    }
+
     pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

@@ -247,3 +247,34 @@ fn migrate_locked(conn: &Connection, cfg: &SqliteConfig) -> Result<i64, StoreErr
     }
     Ok(SCHEMA_VERSION)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many connections switching one fresh file to WAL mode at the same
+    /// moment: without the retry, some fail at once with "database is locked".
+    #[test]
+    fn many_connections_open_a_fresh_file_at_once() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = SqliteConfig::new(dir.path().join("t.db"));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
+            let threads: Vec<_> = (0..16)
+                .map(|_| {
+                    let cfg = cfg.clone();
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        let conn = connect(&cfg)?;
+                        migrate(&conn, &cfg)
+                    })
+                })
+                .collect();
+            for t in threads {
+                let out = t.join().expect("no panic");
+                assert!(out.is_ok(), "round {round}: {out:?}");
+            }
+        }
+    }
+}

@@ -85,6 +85,8 @@ pub(crate) async fn open_store_waiting(
             tracing::warn!(database = %redact(url), error = %reason,
                 "waiting for the store: retrying with backoff until it answers (--store-wait 0s fails at once instead)");
             last_reason = Some(reason);
+        } else {
+            tracing::debug!(retry_in = ?delay, "the store is still unreachable; retrying");
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {},

@@ -172,6 +172,25 @@ impl SqliteStore {
         &self.inner.config.path
     }
 
+    /// Limits the database to `pages` pages (SQLite's `PRAGMA
+    /// max_page_count` on this store's writer connection) and returns the
+    /// limit in force, which is never below the current size. Writes that
+    /// need more pages fail as on a full disk (SQLITE_FULL): for testing how
+    /// errand rides out a full disk and recovers when the limit is raised.
+    #[doc(hidden)]
+    pub async fn set_max_page_count(&self, pages: u64) -> Result<u64, StoreError> {
+        self.inner
+            .writer
+            .run(move |conn| {
+                conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n as u64)
+                .map_err(row::err)
+            })
+            .await
+    }
+
     /// Applies pending migrations (done by [`SqliteStore::open`] too) and
     /// returns the schema version.
     pub async fn migrate(&self) -> Result<i64, StoreError> {

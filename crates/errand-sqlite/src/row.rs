@@ -87,11 +87,14 @@ pub(crate) fn err(e: rusqlite::Error) -> StoreError {
 /// transient [`StoreError::Backend`]. `path` names the file when known.
 pub(crate) fn classify(e: rusqlite::Error, path: Option<&std::path::Path>) -> StoreError {
     use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase, ReadOnly};
-    let file = path.map_or_else(|| "the SQLite database".to_owned(), |p| format!("SQLite database {}", p.display()));
+    let file = path.map_or_else(
+        || "the SQLite database".to_owned(),
+        |p| format!("SQLite database {}", p.display()),
+    );
     match e.sqlite_error_code() {
-        Some(DatabaseCorrupt | NotADatabase) => StoreError::Unusable(format!(
-            "{file} is damaged ({e}); restore it from a backup"
-        )),
+        Some(DatabaseCorrupt | NotADatabase) => {
+            StoreError::Unusable(format!("{file} is damaged ({e}); restore it from a backup"))
+        }
         Some(ReadOnly) => StoreError::Unusable(format!(
             "{file} cannot be written ({e}); check the permissions of the file and its directory"
         )),

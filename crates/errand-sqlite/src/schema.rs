@@ -56,12 +56,13 @@ pub(crate) fn connect(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
             path.display()
         )));
     }
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| match crate::row::classify(e, Some(path)) {
-        StoreError::Backend(e) => {
-            StoreError::Connect(format!("cannot open SQLite database {}: {e}", path.display()))
-        }
-        other => other,
-    })?;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| match crate::row::classify(e, Some(path)) {
+            StoreError::Backend(e) => {
+                StoreError::Connect(format!("cannot open SQLite database {}: {e}", path.display()))
+            }
+            other => other,
+        })?;
     // SQLite opens a file it may not write read-only without saying so.
     if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
         return Err(StoreError::Unusable(format!(

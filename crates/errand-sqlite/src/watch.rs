@@ -3,7 +3,12 @@
 //!
 //! The same thread checkpoints the WAL (passively: it never blocks writers)
 //! once it grows past a few megabytes, so the writer thread, the one that
-//! bounds throughput, does not spend its time copying pages back.
+//! bounds throughput, does not spend its time copying pages back. Once a
+//! checkpoint has copied every page back, it truncates the file
+//! (`wal_checkpoint(TRUNCATE)`, waiting at most briefly for other
+//! connections), so the WAL stays near [`CHECKPOINT_WAL_BYTES`] even after a
+//! burst of writes and while the store is idle; writers also truncate it to
+//! `journal_size_limit` when they restart it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +22,39 @@ use crate::SqliteConfig;
 const CHECKPOINT_EVERY_TICKS: u32 = 10;
 /// Checkpoint once the WAL is larger than this.
 const CHECKPOINT_WAL_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How long a truncating checkpoint waits for other connections.
+const TRUNCATE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Past this size the WAL is truncated even if writers have to wait a
+/// moment: under a steady stream of commits a passive checkpoint never
+/// catches up with the end of the WAL, which then only grows.
+const FORCE_TRUNCATE_WAL_BYTES: u64 = 2 * CHECKPOINT_WAL_BYTES;
+
+/// Copies the WAL back into the database without blocking writers; when
+/// that copied everything, or the WAL is past [`FORCE_TRUNCATE_WAL_BYTES`],
+/// truncates the WAL file to zero bytes.
+fn checkpoint(conn: &rusqlite::Connection, wal_bytes: u64) {
+    if wal_bytes > FORCE_TRUNCATE_WAL_BYTES {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "truncating WAL checkpoint failed; retried later");
+        }
+        return;
+    }
+    // (busy, frames in the WAL, frames copied back)
+    let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    });
+    match passive {
+        Ok((0, log, copied)) if log == copied => {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "truncating WAL checkpoint failed; retried later");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "passive WAL checkpoint failed; retried later"),
+    }
+}
 
 fn wal_path(db: &std::path::Path) -> std::path::PathBuf {
     let mut p = db.as_os_str().to_owned();
@@ -40,16 +78,19 @@ impl Watch {
                 let Ok(conn) = crate::schema::connect(&config) else {
                     return;
                 };
+                // The watcher must keep polling: a checkpoint never waits long
+                // for another connection's lock.
+                let _ = conn.busy_timeout(TRUNCATE_WAIT);
                 let mut last: Option<i64> = None;
                 let wal = wal_path(&config.path);
                 let mut ticks: u32 = 0;
                 while !stop2.load(Ordering::Relaxed) && !tx.is_closed() {
                     ticks = ticks.wrapping_add(1);
                     if ticks.is_multiple_of(CHECKPOINT_EVERY_TICKS)
-                        && std::fs::metadata(&wal).is_ok_and(|m| m.len() > CHECKPOINT_WAL_BYTES)
-                        && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        && let Ok(m) = std::fs::metadata(&wal)
+                        && m.len() > CHECKPOINT_WAL_BYTES
                     {
-                        tracing::debug!(error = %e, "passive WAL checkpoint failed");
+                        checkpoint(&conn, m.len());
                     }
                     if let Ok(v) = conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) {
                         if last.is_some_and(|l| l != v) {

@@ -110,7 +110,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // Only these create a store; the others refuse a missing one (a typo in
     // --database must not leave an empty database behind).
     let mut store_options = config.store.clone();
-    store_options.must_exist = !matches!(cli.command, Command::Serve(_) | Command::Work(_) | Command::Migrate);
+    store_options.must_exist = !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Work(_) | Command::Migrate
+    );
     let schedules = if long_running {
         cli::schedule::from_config(config.file.as_deref())?
     } else {

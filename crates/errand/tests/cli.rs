@@ -346,7 +346,10 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
     // ERRAND_CONFIG names it too.
     run(&[("ERRAND_CONFIG", "custom.toml".into())], &[]);
     // ERRAND_DATABASE_URL beats the file.
-    run(&[("ERRAND_DATABASE_URL", url("env.db"))], &["--config", "custom.toml"]);
+    run(
+        &[("ERRAND_DATABASE_URL", url("env.db"))],
+        &["--config", "custom.toml"],
+    );
     assert!(s.path("env.db").exists());
     // --database beats both.
     run(

@@ -81,7 +81,9 @@ fn new_sqlite_files_are_readable_by_their_owner_only() {
     // it runs; enqueue writes to the WAL.
     let mut work = Proc::spawn(s.cmd(&["work"]), &s.path("work.log"));
     assert!(
-        common::eventually(Duration::from_secs(30), || work.log_text().contains("errand started")),
+        common::eventually(Duration::from_secs(30), || work
+            .log_text()
+            .contains("errand started")),
         "{}",
         work.log_text()
     );
@@ -180,7 +182,10 @@ fn a_damaged_database_is_refused_with_a_clear_error() {
             stderr.contains("damaged") && stderr.contains(&s.db_file().display().to_string()),
             "errand {args:?}: {stderr}"
         );
-        assert!(started.elapsed() < Duration::from_secs(20), "errand {args:?} did not fail fast");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "errand {args:?} did not fail fast"
+        );
     }
 }
 
@@ -212,7 +217,10 @@ fn as_unprivileged(s: &Scratch, args: &[&str]) -> Option<std::process::Command> 
     if !root {
         return Some(s.cmd(args));
     }
-    let setpriv = std::process::Command::new("setpriv").arg("--version").output().ok()?;
+    let setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .ok()?;
     if !setpriv.status.success() {
         return None;
     }
@@ -252,7 +260,10 @@ fn a_database_the_user_cannot_write_is_refused() {
                 || stderr.contains("permission"),
             "errand {args:?}: the message says it cannot write: {stderr}"
         );
-        assert!(started.elapsed() < Duration::from_secs(20), "errand {args:?} did not fail fast");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "errand {args:?} did not fail fast"
+        );
     }
     assert_eq!(std::fs::read(s.db_file()).unwrap(), before, "nothing was written");
 }
@@ -267,7 +278,11 @@ fn work_waits_for_a_store_that_is_down_and_stops_on_sigterm() {
     let mut work = Proc::spawn(cmd, &s.path("work.log"));
     // It retries (each retry is a debug line) and stays up meanwhile.
     assert!(
-        common::eventually(Duration::from_secs(30), || work.log_text().matches("still unreachable").count() >= 3),
+        common::eventually(Duration::from_secs(30), || work
+            .log_text()
+            .matches("still unreachable")
+            .count()
+            >= 3),
         "{}",
         work.log_text()
     );

@@ -114,7 +114,9 @@ fn file_mode(s: &str) -> anyhow::Result<u32> {
     let mode = u32::from_str_radix(s.trim(), 8)
         .ok()
         .filter(|m| *m <= 0o777)
-        .with_context(|| format!("sqlite_file_mode: {s:?} is not octal permission bits (like \"0600\" or \"0640\")"))?;
+        .with_context(|| {
+            format!("sqlite_file_mode: {s:?} is not octal permission bits (like \"0600\" or \"0640\")")
+        })?;
     if mode & 0o600 != 0o600 {
         bail!("sqlite_file_mode: {s:?} must let the owner read and write (0600 at least)");
     }

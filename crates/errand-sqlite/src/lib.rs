@@ -179,16 +179,7 @@ impl SqliteStore {
     /// errand rides out a full disk and recovers when the limit is raised.
     #[doc(hidden)]
     pub async fn set_max_page_count(&self, pages: u64) -> Result<u64, StoreError> {
-        self.inner
-            .writer
-            .run(move |conn| {
-                conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .map(|n| n as u64)
-                .map_err(row::err)
-            })
-            .await
+        self.inner.writer.set_page_limit(pages).await
     }
 
     /// Applies pending migrations (done by [`SqliteStore::open`] too) and

@@ -154,8 +154,11 @@ impl SqliteStore {
         })
         .await
         .map_err(StoreError::backend)??;
-        let writer = writer::Writer::spawn(conn, config.max_group);
-        let watch = watch::Watch::spawn(config.clone());
+        // Raised by the watcher when the WAL outgrows its passive
+        // checkpoints; the writer then truncates it between transactions.
+        let wal_too_big = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = writer::Writer::spawn(conn, config.max_group, wal_too_big.clone());
+        let watch = watch::Watch::spawn(config.clone(), wal_too_big);
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 config,

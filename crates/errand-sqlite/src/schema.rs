@@ -10,8 +10,13 @@ use crate::{Durability, SqliteConfig};
 
 /// The WAL size (pages) at which a committing writer checkpoints by itself.
 /// Normally the watcher thread checkpoints long before (see `watch.rs`), so
-/// the writer thread never spends its time copying pages; this is the fallback.
-pub(crate) const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+/// the writer thread seldom spends its time copying pages; this is the
+/// fallback under a steady stream of commits, where the watcher's
+/// checkpoints never catch up with the end of the WAL. Between its own
+/// transactions the writer competes with no other writer, so its
+/// checkpoint completes, and the next commit restarts the WAL and truncates
+/// it to [`WAL_SIZE_LIMIT_BYTES`]: the WAL stays near 8 MiB (4 KiB pages).
+pub(crate) const WRITER_AUTOCHECKPOINT_PAGES: u32 = 2_048;
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = 2;

@@ -23,24 +23,20 @@ const CHECKPOINT_EVERY_TICKS: u32 = 10;
 /// Checkpoint once the WAL is larger than this.
 const CHECKPOINT_WAL_BYTES: u64 = 4 * 1024 * 1024;
 
-/// How long a truncating checkpoint waits for other connections.
-const TRUNCATE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a truncating checkpoint waits for other connections: not at
+/// all. Waiting, it would hold the checkpoint lock and keep the writer from
+/// checkpointing by itself (see `WRITER_AUTOCHECKPOINT_PAGES`); it is tried
+/// again on the next look instead.
+const TRUNCATE_WAIT: std::time::Duration = std::time::Duration::ZERO;
 
-/// Past this size the WAL is truncated even if writers have to wait a
-/// moment: under a steady stream of commits a passive checkpoint never
-/// catches up with the end of the WAL, which then only grows.
+/// Past this size the writer truncates the WAL itself: under a steady
+/// stream of commits a checkpoint on this thread never catches up with the
+/// end of the WAL, which then only grows.
 const FORCE_TRUNCATE_WAL_BYTES: u64 = 2 * CHECKPOINT_WAL_BYTES;
 
 /// Copies the WAL back into the database without blocking writers; when
-/// that copied everything, or the WAL is past [`FORCE_TRUNCATE_WAL_BYTES`],
-/// truncates the WAL file to zero bytes.
-fn checkpoint(conn: &rusqlite::Connection, wal_bytes: u64) {
-    if wal_bytes > FORCE_TRUNCATE_WAL_BYTES {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-            tracing::debug!(error = %e, "truncating WAL checkpoint failed; retried later");
-        }
-        return;
-    }
+/// that copied everything, truncates the WAL file to zero bytes.
+fn checkpoint(conn: &rusqlite::Connection) {
     // (busy, frames in the WAL, frames copied back)
     let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
@@ -68,17 +64,21 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    pub(crate) fn spawn(config: SqliteConfig) -> Watch {
+    pub(crate) fn spawn(config: SqliteConfig, wal_too_big: Arc<AtomicBool>) -> Watch {
         let (tx, rx) = watch::channel(0u64);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let spawned = thread::Builder::new()
             .name("errand-sqlite-watch".into())
             .spawn(move || {
-                let Ok(conn) = crate::schema::connect(&config) else {
-                    return;
+                let conn = match crate::schema::connect(&config) {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start the SQLite change watcher; falling back to timeouts");
+                        return;
+                    }
                 };
-                // The watcher must keep polling: a checkpoint never waits long
+                // The watcher must keep polling: a checkpoint never waits
                 // for another connection's lock.
                 let _ = conn.busy_timeout(TRUNCATE_WAIT);
                 let mut last: Option<i64> = None;
@@ -90,7 +90,14 @@ impl Watch {
                         && let Ok(m) = std::fs::metadata(&wal)
                         && m.len() > CHECKPOINT_WAL_BYTES
                     {
-                        checkpoint(&conn, m.len());
+                        if m.len() > FORCE_TRUNCATE_WAL_BYTES {
+                            // Passive checkpoints are not keeping up: the
+                            // writer truncates between its transactions.
+                            wal_too_big.store(true, Ordering::Relaxed);
+                        }
+                        // (Also here: with no more writes the writer would
+                        // never get to it.)
+                        checkpoint(&conn);
                     }
                     if let Ok(v) = conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) {
                         if last.is_some_and(|l| l != v) {

@@ -31,13 +31,17 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn spawn(conn: Connection, max_group: usize) -> Writer {
+    pub(crate) fn spawn(
+        conn: Connection,
+        max_group: usize,
+        wal_too_big: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Writer {
         let (tx, rx) = mpsc::channel::<Command>();
         let page_limit = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let limit = page_limit.clone();
         thread::Builder::new()
             .name("errand-sqlite-writer".into())
-            .spawn(move || run_loop(conn, rx, max_group.max(1), &limit))
+            .spawn(move || run_loop(conn, rx, max_group.max(1), &limit, &wal_too_big))
             .expect("spawn the SQLite writer thread");
         Writer { tx, page_limit }
     }
@@ -111,6 +115,7 @@ fn run_loop(
     rx: mpsc::Receiver<Command>,
     max_group: usize,
     page_limit: &std::sync::atomic::AtomicU64,
+    wal_too_big: &std::sync::atomic::AtomicBool,
 ) {
     let mut group: Vec<Command> = Vec::with_capacity(max_group);
     let mut replies: Vec<Reply> = Vec::with_capacity(max_group);
@@ -218,7 +223,35 @@ fn run_loop(
         for reply in replies.drain(..) {
             reply(commit_err.as_deref());
         }
+        if wal_too_big.load(std::sync::atomic::Ordering::Relaxed) && truncate_wal(&conn) {
+            wal_too_big.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
     }
+}
+
+/// How long the writer waits for readers to let go of the WAL when it
+/// truncates it (it retries after the watcher's next look).
+const TRUNCATE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Copies the whole WAL back and truncates it. The writer does this between
+/// its transactions because a checkpoint on another connection cannot catch
+/// up with a writer that commits continuously; readers are waited for only
+/// briefly. Returns whether it truncated (else it is tried after the next group).
+fn truncate_wal(conn: &Connection) -> bool {
+    let restore = conn
+        .query_row("PRAGMA busy_timeout", [], |r| r.get::<_, i64>(0))
+        .map(|ms| ms.max(0) as u64)
+        .unwrap_or(10_000);
+    let _ = conn.busy_timeout(TRUNCATE_WAIT);
+    let done = match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+        Ok(busy) => busy == 0,
+        Err(e) => {
+            tracing::debug!(error = %e, "truncating WAL checkpoint failed; retried later");
+            false
+        }
+    };
+    let _ = conn.busy_timeout(std::time::Duration::from_millis(restore));
+    done
 }
 
 /// Why the commands of a group failed when SQLite rolled its transaction back.

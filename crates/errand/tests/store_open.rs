@@ -322,3 +322,184 @@ fn work_waits_for_a_store_that_is_down_and_stops_on_sigterm() {
     assert!(stderr.contains("waiting for the store"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+/// The PostgreSQL test server (`ERRAND_TEST_POSTGRES_URL`); `None` after
+/// printing SKIPPED when unset outside CI.
+fn postgres_url() -> Option<String> {
+    const VAR: &str = "ERRAND_TEST_POSTGRES_URL";
+    match std::env::var(VAR) {
+        Ok(u) if !u.trim().is_empty() => Some(u),
+        _ if std::env::var_os("CI").is_some() => panic!("{VAR} is not set, and CI is"),
+        _ => {
+            eprintln!("SKIPPED: {VAR} is not set, so the PostgreSQL case does not run");
+            None
+        }
+    }
+}
+
+/// Runs one SQL statement on the test server and returns the first column
+/// of its first row as a number, if any.
+fn pg_scalar(url: &str, sql: &str, bind: &str) -> Option<i64> {
+    use errand_postgres::sqlx::{self, Connection as _};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .expect("connect to the test server");
+        let out: Option<i64> = sqlx::query_scalar(sql)
+            .bind(bind)
+            .fetch_optional(&mut conn)
+            .await
+            .expect(sql);
+        out
+    })
+}
+
+#[test]
+fn commands_refuse_a_postgres_database_without_the_schema() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Named like the stores' test schemas, which their sweeper drops.
+    let schema = format!("t_{secs}_{}_913", std::process::id());
+    let s = Scratch::new();
+    let run = |args: &[&str]| {
+        common::split(
+            s.bare()
+                .args(["--database", &url, "--postgres-schema", &schema])
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let schemas = "SELECT count(*)::int8 FROM pg_namespace WHERE nspname = $1";
+    for args in READ_ONLY_COMMANDS {
+        let (code, _, stderr) = run(args);
+        assert_eq!(code, 1, "errand {args:?}: {stderr}");
+        assert!(
+            stderr.contains(&schema) && stderr.contains("errand migrate"),
+            "errand {args:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        pg_scalar(&url, schemas, &schema),
+        Some(0),
+        "no schema was created"
+    );
+    let (code, _, stderr) = run(&["migrate"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(&["enqueue", "k"]);
+    assert_eq!(code, 0, "{stderr}");
+    use errand_postgres::sqlx::{self, Connection as _};
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        });
+}
+
+/// Forwards every connection made to `listener` to `target` until the test ends.
+fn forward(listener: std::net::TcpListener, target: String) {
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = std::net::TcpStream::connect(&target) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+}
+
+#[test]
+fn work_started_during_a_postgres_outage_starts_when_the_server_comes_back() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    // The server's address, and a port where nothing listens yet.
+    let rest = url.split_once('@').map_or(url.as_str(), |(_, r)| r);
+    let (hostport, db) = rest.split_once('/').expect("a database in the URL");
+    let hostport = if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:5432")
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let user = url
+        .split_once("://")
+        .and_then(|(_, r)| r.split_once('@'))
+        .map_or("postgres", |(u, _)| u);
+    let proxied = format!("postgres://{user}@127.0.0.1:{port}/{db}");
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let schema = format!("t_{secs}_{}_914", std::process::id());
+
+    let s = Scratch::new();
+    let mut cmd = s.bare();
+    cmd.args(["--database", &proxied, "--postgres-schema", &schema, "work"]);
+    let mut work = Proc::spawn(cmd, &s.path("work.log"));
+    assert!(
+        common::eventually(Duration::from_secs(30), || work
+            .log_text()
+            .contains("waiting for the store")),
+        "{}",
+        work.log_text()
+    );
+    assert!(work.child.try_wait().unwrap().is_none(), "{}", work.log_text());
+    // The server comes back.
+    forward(
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        hostport,
+    );
+    assert!(
+        common::eventually(Duration::from_secs(30), || work
+            .log_text()
+            .contains("errand started")),
+        "{}",
+        work.log_text()
+    );
+    assert!(
+        work.log_text().contains("the store answers"),
+        "{}",
+        work.log_text()
+    );
+    work.stop(Duration::from_secs(30));
+
+    use errand_postgres::sqlx::{self, Connection as _};
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        });
+}

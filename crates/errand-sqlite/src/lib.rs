@@ -175,6 +175,31 @@ impl SqliteStore {
         &self.inner.config.path
     }
 
+    /// Copies everything in the WAL back into the database file and
+    /// truncates the WAL (`PRAGMA wal_checkpoint(TRUNCATE)`), waiting up to
+    /// the busy timeout for other connections: afterwards the database file
+    /// alone holds every commit, e.g. for a file-level backup. Fails with
+    /// [`StoreError::Backend`] if readers kept it from completing.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let config = self.inner.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = schema::connect(&config)?;
+            let (busy, log, copied): (i64, i64, i64) = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(row::err)?;
+            if busy != 0 {
+                return Err(StoreError::Backend(format!(
+                    "the WAL checkpoint could not complete ({copied} of {log} pages copied): other connections are reading"
+                )));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(StoreError::backend)?
+    }
+
     /// Limits the database to `pages` pages (SQLite's `PRAGMA
     /// max_page_count` on this store's writer connection) and returns the
     /// limit in force, which is never below the current size. Writes that

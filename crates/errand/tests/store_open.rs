@@ -149,7 +149,17 @@ fn store_with_pages(s: &Scratch) {
     for _ in 0..60 {
         s.ok(&["enqueue", "k", "--args", &args]);
     }
-    // Every process has closed the file: the last one checkpointed the WAL.
+    // Every commit into the main file, so that damaging it damages jobs.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = errand::SqliteStore::open(errand::SqliteConfig::new(s.db_file()))
+                .await
+                .unwrap();
+            store.checkpoint().await.unwrap();
+        });
     assert!(std::fs::metadata(s.db_file()).unwrap().len() > 30 * 4096);
 }
 

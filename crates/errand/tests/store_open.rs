@@ -276,6 +276,23 @@ fn a_database_the_user_cannot_write_is_refused() {
         );
     }
     assert_eq!(std::fs::read(s.db_file()).unwrap(), before, "nothing was written");
+
+    // A writable file in a directory the user cannot write (no -wal file
+    // can be made there) is refused too.
+    let s = Scratch::new();
+    store_with_pages(&s);
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(sibling(&s, suffix));
+    }
+    std::fs::set_permissions(s.db_file(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let Some(mut cmd) = as_unprivileged(&s, &["work"]) else {
+        return;
+    };
+    let (code, _, stderr) = common::split(cmd.output().expect("run errand"));
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(code, 1, "exit code; stderr: {stderr}");
+    assert!(stderr.contains("unusable"), "{stderr}");
 }
 
 #[test]

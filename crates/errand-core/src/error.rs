@@ -87,3 +87,30 @@ impl StoreError {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permanent_and_transient_faults() {
+        for e in [
+            StoreError::Unusable("damaged".into()),
+            StoreError::Uninitialized("missing".into()),
+            StoreError::SchemaTooNew {
+                found: 9,
+                supported: 2,
+            },
+            StoreError::InvalidConfig("bad".into()),
+        ] {
+            assert!(e.is_permanent(), "{e}");
+        }
+        for e in [
+            StoreError::Connect("refused".into()),
+            StoreError::Backend("database or disk is full".into()),
+            StoreError::Closed,
+        ] {
+            assert!(!e.is_permanent(), "{e}");
+        }
+    }
+}

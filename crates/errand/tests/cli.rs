@@ -31,7 +31,7 @@ fn ids(list: &Value) -> Vec<i64> {
 
 #[test]
 fn enqueue_with_every_flag_stores_each_setting() {
-    let s = Scratch::migrated();
+    let s = Scratch::new();
     let out = s.ok(&[
         "enqueue",
         "email.send",
@@ -107,7 +107,7 @@ fn enqueue_with_every_flag_stores_each_setting() {
 
 #[test]
 fn enqueue_json_output_is_one_object() {
-    let s = Scratch::migrated();
+    let s = Scratch::new();
     let v = s.json(&["enqueue", "k", "--args", "[1,2]"]);
     assert_eq!(v, json!({"id": 1, "duplicate": false, "state": "available"}));
     let v = s.json(&["enqueue", "k", "--in", "1h"]);
@@ -116,7 +116,7 @@ fn enqueue_json_output_is_one_object() {
 
 #[test]
 fn a_duplicate_unique_key_reports_the_existing_job_and_writes_nothing() {
-    let s = Scratch::migrated();
+    let s = Scratch::new();
     assert_eq!(
         s.ok(&["enqueue", "k", "--unique-key", "u1"]),
         "enqueued job 1 (available)\n"
@@ -143,7 +143,7 @@ fn a_duplicate_unique_key_reports_the_existing_job_and_writes_nothing() {
 
 #[test]
 fn jobs_list_filters_and_pages() {
-    let s = Scratch::migrated();
+    let s = Scratch::new();
     s.ok(&["enqueue", "a.kind", "--queue", "q1", "--tenant", "t1"]); // 1
     s.ok(&["enqueue", "b.kind", "--queue", "q1"]); // 2
     s.ok(&["enqueue", "a.kind", "--queue", "q2", "--tenant", "t2"]); // 3
@@ -199,7 +199,7 @@ fn jobs_list_filters_and_pages() {
 
 #[test]
 fn show_retry_and_cancel_respect_the_tenant_scope() {
-    let s = Scratch::migrated();
+    let s = Scratch::new();
     s.ok(&["enqueue", "k", "--tenant", "acme"]);
     s.ok(&["enqueue", "k", "--tenant", "globex", "--in", "1h"]);
 
@@ -242,7 +242,7 @@ fn show_retry_and_cancel_respect_the_tenant_scope() {
 
 #[test]
 fn queues_list_pause_and_resume() {
-    let s = Scratch::migrated();
+    let s = Scratch::new();
     s.ok(&["enqueue", "k", "--queue", "mail"]);
     s.ok(&["enqueue", "k", "--queue", "mail", "--in", "1h"]);
     s.ok(&["enqueue", "k"]);
@@ -295,7 +295,7 @@ fn queues_list_pause_and_resume() {
 
 #[test]
 fn migrate_creates_the_schema_and_is_idempotent() {
-    let s = Scratch::new();
+    let s = Scratch::empty();
     assert!(!s.db_file().exists());
     assert_eq!(s.ok(&["migrate"]), "schema is up to date (sqlite)\n");
     assert!(s.db_file().exists());
@@ -381,7 +381,7 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
 
 #[test]
 fn work_runs_a_command_job_and_stops_gracefully_on_sigterm() {
-    let s = Scratch::migrated();
+    let s = Scratch::new();
     std::fs::write(
         s.path("errand.toml"),
         "[worker]\nlease = \"5s\"\npoll_interval = \"100ms\"\nshutdown_grace = \"5s\"\n\
@@ -427,7 +427,7 @@ fn work_runs_a_command_job_and_stops_gracefully_on_sigterm() {
 
 #[test]
 fn args_can_come_from_a_file_or_stdin() {
-    let s = Scratch::migrated();
+    let s = Scratch::new();
     std::fs::write(s.path("args.json"), r#"{"from":"file"}"#).unwrap();
     s.ok(&["enqueue", "k", "--args", "@args.json"]);
     assert_eq!(s.json(&["jobs", "show", "1"])["args"], r#"{"from":"file"}"#);
@@ -807,7 +807,7 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
         // Twice: on a fresh directory (no database file may appear) and on
         // a database holding one job (which must stay the only one).
         for seeded in [false, true] {
-            let s = Scratch::new();
+            let s = Scratch::empty();
             if seeded {
                 s.ok(&["migrate"]);
                 s.ok(&["enqueue", "seed"]);
@@ -872,7 +872,7 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
 /// `jobs show` used to leave out the timeout and the tags (only `--json` had them).
 #[test]
 fn jobs_show_lists_timeout_and_tags() {
-    let s = Scratch::migrated();
+    let s = Scratch::new();
     s.ok(&[
         "enqueue",
         "report.build",

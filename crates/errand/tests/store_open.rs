@@ -40,7 +40,7 @@ const READ_ONLY_COMMANDS: &[&[&str]] = &[
 #[test]
 fn commands_other_than_work_serve_and_migrate_refuse_a_missing_sqlite_file() {
     for args in READ_ONLY_COMMANDS {
-        let s = Scratch::new();
+        let s = Scratch::empty();
         let (code, stdout, stderr) = s.fail(args);
         assert_eq!(code, 1, "errand {args:?}: exit code; stderr: {stderr}");
         assert_eq!(stdout, "", "errand {args:?}");
@@ -58,7 +58,7 @@ fn commands_other_than_work_serve_and_migrate_refuse_a_missing_sqlite_file() {
 #[test]
 fn commands_refuse_a_file_without_the_schema_and_work_after_migrate() {
     for args in READ_ONLY_COMMANDS {
-        let s = Scratch::new();
+        let s = Scratch::empty();
         std::fs::write(s.db_file(), b"").unwrap();
         let (code, _, stderr) = s.fail(args);
         assert_eq!(code, 1, "errand {args:?}: exit code; stderr: {stderr}");
@@ -67,7 +67,7 @@ fn commands_refuse_a_file_without_the_schema_and_work_after_migrate() {
             "errand {args:?}: {stderr}"
         );
     }
-    let s = Scratch::new();
+    let s = Scratch::empty();
     s.ok(&["migrate"]);
     s.ok(&["enqueue", "k"]);
     assert_eq!(s.all_jobs().len(), 1);
@@ -75,7 +75,7 @@ fn commands_refuse_a_file_without_the_schema_and_work_after_migrate() {
 
 #[test]
 fn new_sqlite_files_are_readable_by_their_owner_only() {
-    let s = Scratch::new();
+    let s = Scratch::empty();
     s.ok(&["migrate"]);
     // A worker holds the file open, so the -wal and -shm files exist while
     // it runs; enqueue writes to the WAL.
@@ -95,7 +95,7 @@ fn new_sqlite_files_are_readable_by_their_owner_only() {
     work.stop(Duration::from_secs(30));
 
     // A configured mode is honoured.
-    let s = Scratch::new();
+    let s = Scratch::empty();
     std::fs::write(s.path("errand.toml"), "sqlite_file_mode = \"0640\"\n").unwrap();
     s.ok(&["migrate"]);
     let mut work = Proc::spawn(s.cmd(&["work"]), &s.path("work.log"));
@@ -110,7 +110,7 @@ fn new_sqlite_files_are_readable_by_their_owner_only() {
     work.stop(Duration::from_secs(30));
 
     // A mode that locks errand out of its own file is refused.
-    let s = Scratch::new();
+    let s = Scratch::empty();
     std::fs::write(s.path("errand.toml"), "sqlite_file_mode = \"0400\"\n").unwrap();
     let (code, _, stderr) = s.fail(&["migrate"]);
     assert_eq!(code, 2, "{stderr}");
@@ -120,7 +120,7 @@ fn new_sqlite_files_are_readable_by_their_owner_only() {
 #[test]
 fn many_processes_can_open_a_fresh_file_at_once() {
     for round in 0..4 {
-        let s = Scratch::new();
+        let s = Scratch::empty();
         let children: Vec<_> = (0..16)
             .map(|_| {
                 s.cmd(&["migrate"])
@@ -165,7 +165,7 @@ fn store_with_pages(s: &Scratch) {
 
 #[test]
 fn a_damaged_database_is_refused_with_a_clear_error() {
-    let s = Scratch::new();
+    let s = Scratch::empty();
     store_with_pages(&s);
     // Overwrite pages in the middle of the file.
     let mut bytes = std::fs::read(s.db_file()).unwrap();
@@ -201,7 +201,7 @@ fn a_damaged_database_is_refused_with_a_clear_error() {
 
 #[test]
 fn a_file_that_is_not_a_database_is_refused() {
-    let s = Scratch::new();
+    let s = Scratch::empty();
     std::fs::write(s.db_file(), "these are my notes, not a database\n".repeat(200)).unwrap();
     for args in [&["jobs", "list"][..], &["work"], &["migrate"]] {
         let (code, _, stderr) = s.fail(args);
@@ -249,7 +249,7 @@ fn as_unprivileged(s: &Scratch, args: &[&str]) -> Option<std::process::Command> 
 
 #[test]
 fn a_database_the_user_cannot_write_is_refused() {
-    let s = Scratch::new();
+    let s = Scratch::empty();
     store_with_pages(&s);
     // The directory stays readable for everyone (tempfile makes it 0700);
     // the file is read-only.
@@ -279,7 +279,7 @@ fn a_database_the_user_cannot_write_is_refused() {
 
     // A writable file in a directory the user cannot write (no -wal file
     // can be made there) is refused too.
-    let s = Scratch::new();
+    let s = Scratch::empty();
     store_with_pages(&s);
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(sibling(&s, suffix));
@@ -297,7 +297,7 @@ fn a_database_the_user_cannot_write_is_refused() {
 
 #[test]
 fn work_waits_for_a_store_that_is_down_and_stops_on_sigterm() {
-    let s = Scratch::new();
+    let s = Scratch::empty();
     let down = "postgres://nobody@127.0.0.1:1/errand";
     let mut cmd = s.bare();
     cmd.args(["--database", down, "work"]);
@@ -395,7 +395,7 @@ fn commands_refuse_a_postgres_database_without_the_schema() {
         .map_or(0, |d| d.as_secs());
     // Named like the stores' test schemas, which their sweeper drops.
     let schema = format!("t_{secs}_{}_913", std::process::id());
-    let s = Scratch::new();
+    let s = Scratch::empty();
     let run = |args: &[&str]| {
         common::split(
             s.bare()
@@ -486,7 +486,7 @@ fn work_started_during_a_postgres_outage_starts_when_the_server_comes_back() {
         .map_or(0, |d| d.as_secs());
     let schema = format!("t_{secs}_{}_914", std::process::id());
 
-    let s = Scratch::new();
+    let s = Scratch::empty();
     let mut cmd = s.bare();
     cmd.args(["--database", &proxied, "--postgres-schema", &schema, "work"]);
     let mut work = Proc::spawn(cmd, &s.path("work.log"));

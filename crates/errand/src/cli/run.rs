@@ -82,7 +82,8 @@ pub(crate) async fn open_store_waiting(
         }
         let reason = error.to_string();
         if last_reason.as_deref() != Some(reason.as_str()) {
-            tracing::warn!(database = %redact(url), error = %reason,
+            // (The error names the store, without its secrets.)
+            tracing::warn!(error = %reason,
                 "waiting for the store: retrying with backoff until it answers (--store-wait 0s fails at once instead)");
             last_reason = Some(reason);
         } else {

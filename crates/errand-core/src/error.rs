@@ -55,6 +55,18 @@ pub enum StoreError {
     /// nothing was tried. The message names the setting and the rule.
     #[error("{0}")]
     InvalidConfig(String),
+    /// The store exists but cannot be used as it is, and retrying will not
+    /// change that: its file is damaged (corrupt pages, not a database) or
+    /// cannot be written (read-only file or directory, permissions). An
+    /// operator has to act; see [`StoreError::is_permanent`].
+    #[error("the store is unusable: {0}")]
+    Unusable(String),
+    /// The store has not been created: the SQLite file is missing or holds no
+    /// errand schema, or the PostgreSQL schema or its tables are absent.
+    /// Commands that only read or add jobs refuse to create it; the message
+    /// names what is missing and says to run `errand migrate`.
+    #[error("{0}")]
+    Uninitialized(String),
     /// The backend failed; the message is for operators, not end users.
     #[error("store backend error: {0}")]
     Backend(String),
@@ -67,5 +79,51 @@ impl StoreError {
     /// Wraps a backend error's text.
     pub fn backend(e: impl std::fmt::Display) -> Self {
         StoreError::Backend(e.to_string())
+    }
+
+    /// Whether retrying the same call cannot help: the store is damaged,
+    /// read-only, missing, too new, or misconfigured, or the job's (or the
+    /// queue's) state forbids the call. Connection failures, lock timeouts, a full disk and
+    /// other backend errors are transient: a worker waits them out.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unusable(_)
+                | StoreError::Uninitialized(_)
+                | StoreError::SchemaTooNew { .. }
+                | StoreError::InvalidConfig(_)
+                | StoreError::NotFound(_)
+                | StoreError::InvalidState { .. }
+                | StoreError::QueueNotFound(_)
+                | StoreError::QueueNotEmpty { .. }
+                | StoreError::LeaseLost { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permanent_and_transient_faults() {
+        for e in [
+            StoreError::Unusable("damaged".into()),
+            StoreError::Uninitialized("missing".into()),
+            StoreError::SchemaTooNew {
+                found: 9,
+                supported: 2,
+            },
+            StoreError::InvalidConfig("bad".into()),
+        ] {
+            assert!(e.is_permanent(), "{e}");
+        }
+        for e in [
+            StoreError::Connect("refused".into()),
+            StoreError::Backend("database or disk is full".into()),
+            StoreError::Closed,
+        ] {
+            assert!(!e.is_permanent(), "{e}");
+        }
     }
 }

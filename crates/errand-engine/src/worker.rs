@@ -963,7 +963,10 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Done>, stop: Canc
                 while !buf.is_empty() {
                     let n = buf.len().min(max);
                     let chunk: Vec<Done> = buf.drain(..n).collect();
-                    flush(&shared, chunk, true).await;
+                    if !flush(&shared, chunk, true, &stop).await {
+                        // Out of time: the rest are left for rescue too.
+                        break;
+                    }
                 }
                 return;
             }
@@ -974,13 +977,25 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Done>, stop: Canc
                 Err(_) => break,
             }
         }
-        flush(&shared, std::mem::take(&mut buf), false).await;
+        if !flush(&shared, std::mem::take(&mut buf), false, &stop).await {
+            // Shutting down and out of time: what is still queued is left
+            // for rescue as well.
+            return;
+        }
     }
 }
 
 /// Writes a batch of completions, retrying while the store is unreachable
-/// (the jobs stay in flight, so their leases keep being extended).
-async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool) {
+/// or full (the jobs stay in flight, so their leases keep being extended).
+/// The outage itself is logged once, by [`Shared::store_failed`]; retries
+/// are logged at debug level.
+///
+/// Once the worker is shutting down (`closing`, or `stop` fired during the
+/// retries) it keeps trying for at most the shutdown grace, or only once
+/// more if the grace is already over, then gives up and returns false: the
+/// jobs stay `running` and are rescued when their leases lapse, so a store
+/// that stays down cannot hold the process past its grace.
+async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool, stop: &CancellationToken) -> bool {
     let items: Vec<Completion> = batch
         .iter()
         .map(|d| Completion {
@@ -990,7 +1005,7 @@ async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool) {
         })
         .collect();
     let mut delay = Duration::from_millis(100);
-    let mut tries = 0;
+    let mut give_up_at: Option<tokio::time::Instant> = None;
     let results = loop {
         match shared
             .rt
@@ -1004,14 +1019,28 @@ async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool) {
             }
             Err(e) => {
                 shared.store_failed(&e);
-                tries += 1;
-                if closing && tries >= 20 {
-                    tracing::error!(worker = %shared.id, error = %e, jobs = items.len(),
-                        "giving up writing completions at shutdown; the jobs will be rescued and run again");
-                    return;
+                let now = tokio::time::Instant::now();
+                if closing || stop.is_cancelled() {
+                    let deadline = *give_up_at.get_or_insert_with(|| {
+                        if shared.hard_stop.is_cancelled() {
+                            now
+                        } else {
+                            now + shared.config.shutdown_grace
+                        }
+                    });
+                    if now >= deadline {
+                        tracing::error!(worker = %shared.id, error = %e, jobs = items.len(),
+                            "giving up writing completions at shutdown; the jobs will be rescued and run again");
+                        return false;
+                    }
                 }
-                tracing::warn!(worker = %shared.id, error = %e, jobs = items.len(), "cannot write completions; retrying");
-                tokio::time::sleep(delay).await;
+                tracing::debug!(worker = %shared.id, error = %e, jobs = items.len(), retry_in = ?delay,
+                    "cannot write completions; retrying");
+                let wait = give_up_at.map_or(delay, |at| delay.min(at.saturating_duration_since(now)));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {},
+                    _ = stop.cancelled(), if give_up_at.is_none() => {},
+                }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
@@ -1028,6 +1057,7 @@ async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool) {
             }
         }
     }
+    true
 }
 
 async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {

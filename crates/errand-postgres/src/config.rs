@@ -32,6 +32,7 @@ pub struct PostgresConfig {
     pub(crate) statement_timeout: Option<Duration>,
     pub(crate) poll_interval: Duration,
     pub(crate) migrate_on_open: bool,
+    pub(crate) create: bool,
     pub(crate) application_name: String,
 }
 
@@ -50,6 +51,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("statement_timeout", &self.statement_timeout)
             .field("poll_interval", &self.poll_interval)
             .field("migrate_on_open", &self.migrate_on_open)
+            .field("create", &self.create)
             .field("application_name", &self.application_name)
             .finish()
     }
@@ -72,6 +74,7 @@ impl PostgresConfig {
             statement_timeout: Some(Duration::from_secs(60)),
             poll_interval: Duration::from_secs(1),
             migrate_on_open: true,
+            create: true,
             application_name: "errand".to_owned(),
         }
     }
@@ -151,6 +154,17 @@ impl PostgresConfig {
     /// whose schema is behind fails and asks for `errand migrate`.
     pub fn migrate_on_open(mut self, yes: bool) -> Self {
         self.migrate_on_open = yes;
+        self
+    }
+
+    /// Whether [`PostgresStore::open`](crate::PostgresStore::open) may create
+    /// errand's schema and tables where none exist (default true). When
+    /// false, a database without them is refused with
+    /// [`StoreError::Uninitialized`](errand_core::StoreError::Uninitialized),
+    /// which asks for `errand migrate`; an existing schema is still upgraded
+    /// (if [`PostgresConfig::migrate_on_open`]).
+    pub fn create(mut self, yes: bool) -> Self {
+        self.create = yes;
         self
     }
 

@@ -205,7 +205,14 @@ impl PostgresStore {
         let (opts, connect_timeout) = connect_options(&config)?;
         let target = Target::of(&opts);
         let mut conn = probe(connect_timeout, &opts, &target).await?;
-        let checked = if config.migrate_on_open {
+        let checked = if !config.create {
+            migrate::require_created(&mut conn, &config.schema).await
+        } else {
+            Ok(())
+        };
+        let checked = if checked.is_err() {
+            checked
+        } else if config.migrate_on_open {
             migrate::migrate(&mut conn, &config.schema, SCHEMA_VERSION)
                 .await
                 .map(drop)

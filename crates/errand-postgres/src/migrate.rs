@@ -157,6 +157,17 @@ pub(crate) async fn migrate(conn: &mut PgConnection, schema: &str, target: i64) 
 }
 
 /// Fails unless the schema is exactly at [`SCHEMA_VERSION`].
+/// Refuses a database where errand's schema was never created.
+pub(crate) async fn require_created(conn: &mut PgConnection, schema: &str) -> Result<(), StoreError> {
+    if current_version(conn, schema).await? == 0 {
+        return Err(StoreError::Uninitialized(format!(
+            "the PostgreSQL database has no errand schema {schema:?} (or its tables are missing); \
+             run `errand migrate` to create it (or check --database and postgres_schema)"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) async fn require_current(conn: &mut PgConnection, schema: &str) -> Result<(), StoreError> {
     let found = current_version(conn, schema).await?;
     check_not_newer(found)?;

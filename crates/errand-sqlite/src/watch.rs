@@ -3,7 +3,12 @@
 //!
 //! The same thread checkpoints the WAL (passively: it never blocks writers)
 //! once it grows past a few megabytes, so the writer thread, the one that
-//! bounds throughput, does not spend its time copying pages back.
+//! bounds throughput, does not spend its time copying pages back. Once a
+//! checkpoint has copied every page back, it truncates the file
+//! (`wal_checkpoint(TRUNCATE)`, waiting at most briefly for other
+//! connections), so the WAL stays near [`CHECKPOINT_WAL_BYTES`] even after a
+//! burst of writes and while the store is idle; writers also truncate it to
+//! `journal_size_limit` when they restart it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +23,35 @@ const CHECKPOINT_EVERY_TICKS: u32 = 10;
 /// Checkpoint once the WAL is larger than this.
 const CHECKPOINT_WAL_BYTES: u64 = 4 * 1024 * 1024;
 
+/// How long a truncating checkpoint waits for other connections: not at
+/// all. Waiting, it would hold the checkpoint lock and keep the writer from
+/// checkpointing by itself (see `WRITER_AUTOCHECKPOINT_PAGES`); it is tried
+/// again on the next look instead.
+const TRUNCATE_WAIT: std::time::Duration = std::time::Duration::ZERO;
+
+/// Past this size the writer truncates the WAL itself: under a steady
+/// stream of commits a checkpoint on this thread never catches up with the
+/// end of the WAL, which then only grows.
+const FORCE_TRUNCATE_WAL_BYTES: u64 = 2 * CHECKPOINT_WAL_BYTES;
+
+/// Copies the WAL back into the database without blocking writers; when
+/// that copied everything, truncates the WAL file to zero bytes.
+fn checkpoint(conn: &rusqlite::Connection) {
+    // (busy, frames in the WAL, frames copied back)
+    let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    });
+    match passive {
+        Ok((0, log, copied)) if log == copied => {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "truncating WAL checkpoint failed; retried later");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "passive WAL checkpoint failed; retried later"),
+    }
+}
+
 fn wal_path(db: &std::path::Path) -> std::path::PathBuf {
     let mut p = db.as_os_str().to_owned();
     p.push("-wal");
@@ -30,26 +64,40 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    pub(crate) fn spawn(config: SqliteConfig) -> Watch {
+    pub(crate) fn spawn(config: SqliteConfig, wal_too_big: Arc<AtomicBool>) -> Watch {
         let (tx, rx) = watch::channel(0u64);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let spawned = thread::Builder::new()
             .name("errand-sqlite-watch".into())
             .spawn(move || {
-                let Ok(conn) = crate::schema::connect(&config) else {
-                    return;
+                let conn = match crate::schema::connect(&config) {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start the SQLite change watcher; falling back to timeouts");
+                        return;
+                    }
                 };
+                // The watcher must keep polling: a checkpoint never waits
+                // for another connection's lock.
+                let _ = conn.busy_timeout(TRUNCATE_WAIT);
                 let mut last: Option<i64> = None;
                 let wal = wal_path(&config.path);
                 let mut ticks: u32 = 0;
                 while !stop2.load(Ordering::Relaxed) && !tx.is_closed() {
                     ticks = ticks.wrapping_add(1);
                     if ticks.is_multiple_of(CHECKPOINT_EVERY_TICKS)
-                        && std::fs::metadata(&wal).is_ok_and(|m| m.len() > CHECKPOINT_WAL_BYTES)
-                        && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        && let Ok(m) = std::fs::metadata(&wal)
+                        && m.len() > CHECKPOINT_WAL_BYTES
                     {
-                        tracing::debug!(error = %e, "passive WAL checkpoint failed");
+                        if m.len() > FORCE_TRUNCATE_WAL_BYTES {
+                            // Passive checkpoints are not keeping up: the
+                            // writer truncates between its transactions.
+                            wal_too_big.store(true, Ordering::Relaxed);
+                        }
+                        // (Also here: with no more writes the writer would
+                        // never get to it.)
+                        checkpoint(&conn);
                     }
                     if let Ok(v) = conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) {
                         if last.is_some_and(|l| l != v) {

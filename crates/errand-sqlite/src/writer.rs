@@ -25,16 +25,38 @@ struct Command {
 
 pub(crate) struct Writer {
     tx: mpsc::Sender<Command>,
+    /// A `PRAGMA max_page_count` to apply before the next transaction (0:
+    /// none); it cannot be changed inside one.
+    page_limit: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Writer {
-    pub(crate) fn spawn(conn: Connection, max_group: usize) -> Writer {
+    pub(crate) fn spawn(
+        conn: Connection,
+        max_group: usize,
+        wal_too_big: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Writer {
         let (tx, rx) = mpsc::channel::<Command>();
+        let page_limit = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let limit = page_limit.clone();
         thread::Builder::new()
             .name("errand-sqlite-writer".into())
-            .spawn(move || run_loop(conn, rx, max_group.max(1)))
+            .spawn(move || run_loop(conn, rx, max_group.max(1), &limit, &wal_too_big))
             .expect("spawn the SQLite writer thread");
-        Writer { tx }
+        Writer { tx, page_limit }
+    }
+
+    /// Sets `PRAGMA max_page_count` on the writer's connection before its
+    /// next transaction; returns the limit in force afterwards.
+    pub(crate) async fn set_page_limit(&self, pages: u64) -> Result<u64, StoreError> {
+        self.page_limit
+            .store(pages.max(1), std::sync::atomic::Ordering::SeqCst);
+        self.run(|conn| {
+            conn.query_row("PRAGMA max_page_count", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(crate::row::err)
+        })
+        .await
     }
 
     /// Runs `f` in the next group transaction, in a savepoint of its own;
@@ -88,10 +110,17 @@ impl Writer {
     }
 }
 
-fn run_loop(conn: Connection, rx: mpsc::Receiver<Command>, max_group: usize) {
+fn run_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Command>,
+    max_group: usize,
+    page_limit: &std::sync::atomic::AtomicU64,
+    wal_too_big: &std::sync::atomic::AtomicBool,
+) {
     let mut group: Vec<Command> = Vec::with_capacity(max_group);
     let mut replies: Vec<Reply> = Vec::with_capacity(max_group);
     let mut last_group = 0usize;
+    let mut health = Health::default();
     loop {
         // With concurrent callers (the last group had several commands), the
         // next ones arrive within microseconds of their replies: yield for a
@@ -115,9 +144,15 @@ fn run_loop(conn: Connection, rx: mpsc::Receiver<Command>, max_group: usize) {
             }
         }
         last_group = group.len();
+        let pages = page_limit.swap(0, std::sync::atomic::Ordering::SeqCst);
+        if pages > 0
+            && let Err(e) = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "cannot set max_page_count");
+        }
         if let Err(e) = begin(&conn) {
             let msg = e.to_string();
-            tracing::error!(error = %msg, "SQLite writer cannot begin a transaction");
+            health.failed("SQLite writer cannot begin a transaction", &msg);
             for cmd in group.drain(..) {
                 // Never run a command outside a transaction: fail it instead.
                 let (_, reply) = (cmd.run)(Err(&msg));
@@ -125,21 +160,39 @@ fn run_loop(conn: Connection, rx: mpsc::Receiver<Command>, max_group: usize) {
             }
             continue;
         }
+        // SQLite itself rolls the whole transaction back on some errors
+        // (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM). From then on nothing may
+        // run (it would run outside a transaction, in autocommit mode) and
+        // no command of the group may report success.
+        let mut rolled_back = false;
         let commit_err = if group.len() == 1 {
             // Alone in its transaction, a command needs no savepoint: a
             // failure rolls the whole transaction back.
             let cmd = group.pop().expect("one command");
             let (ok, reply) = (cmd.run)(Ok(&conn));
             replies.push(reply);
-            if ok {
-                exec(&conn, "COMMIT").err()
+            if conn.is_autocommit() {
+                rolled_back = true;
+                ok.then(|| ROLLED_BACK.to_owned())
+            } else if ok {
+                exec(&conn, "COMMIT").err().map(|e| e.to_string())
             } else {
-                exec(&conn, "ROLLBACK").err()
+                exec(&conn, "ROLLBACK").err().map(|e| e.to_string())
             }
         } else {
             for cmd in group.drain(..) {
+                if rolled_back {
+                    let (_, reply) = (cmd.run)(Err(ROLLED_BACK));
+                    replies.push(reply);
+                    continue;
+                }
                 let single = cmd.savepoint && exec(&conn, "SAVEPOINT cmd").is_ok();
                 let (ok, reply) = (cmd.run)(Ok(&conn));
+                replies.push(reply);
+                if conn.is_autocommit() {
+                    rolled_back = true;
+                    continue;
+                }
                 if single {
                     let end = if ok {
                         exec(&conn, "RELEASE cmd")
@@ -150,17 +203,81 @@ fn run_loop(conn: Connection, rx: mpsc::Receiver<Command>, max_group: usize) {
                         tracing::error!(error = %e, "SQLite savepoint failed");
                     }
                 }
-                replies.push(reply);
             }
-            exec(&conn, "COMMIT").err()
+            if rolled_back {
+                Some(ROLLED_BACK.to_owned())
+            } else {
+                exec(&conn, "COMMIT").err().map(|e| e.to_string())
+            }
         };
-        let commit_err = commit_err.map(|e| e.to_string());
-        if let Some(e) = &commit_err {
-            tracing::error!(error = %e, "SQLite commit failed");
-            let _ = exec(&conn, "ROLLBACK");
+        match &commit_err {
+            Some(e) => {
+                health.failed("SQLite commit failed", e);
+                if !conn.is_autocommit() {
+                    let _ = exec(&conn, "ROLLBACK");
+                }
+            }
+            None if rolled_back => health.failed("SQLite rolled a transaction back", ROLLED_BACK),
+            None => health.ok(),
         }
         for reply in replies.drain(..) {
             reply(commit_err.as_deref());
+        }
+        if wal_too_big.load(std::sync::atomic::Ordering::Relaxed) && truncate_wal(&conn) {
+            wal_too_big.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// How long the writer waits for readers to let go of the WAL when it
+/// truncates it (it retries after the watcher's next look).
+const TRUNCATE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Copies the whole WAL back and truncates it. The writer does this between
+/// its transactions because a checkpoint on another connection cannot catch
+/// up with a writer that commits continuously; readers are waited for only
+/// briefly. Returns whether it truncated (else it is tried after the next group).
+fn truncate_wal(conn: &Connection) -> bool {
+    let restore = conn
+        .query_row("PRAGMA busy_timeout", [], |r| r.get::<_, i64>(0))
+        .map(|ms| ms.max(0) as u64)
+        .unwrap_or(10_000);
+    let _ = conn.busy_timeout(TRUNCATE_WAIT);
+    let done = match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+        Ok(busy) => busy == 0,
+        Err(e) => {
+            tracing::debug!(error = %e, "truncating WAL checkpoint failed; retried later");
+            false
+        }
+    };
+    let _ = conn.busy_timeout(std::time::Duration::from_millis(restore));
+    done
+}
+
+/// Why the commands of a group failed when SQLite rolled its transaction back.
+const ROLLED_BACK: &str = "SQLite rolled the transaction back after an error \
+    (database or disk is full, I/O error, out of memory); nothing of it was written";
+
+/// Logs the writer's failures once per run of failures (a full disk would
+/// otherwise log every group), and the recovery.
+#[derive(Default)]
+struct Health {
+    failing: Option<std::time::Instant>,
+}
+
+impl Health {
+    fn failed(&mut self, what: &str, error: &str) {
+        if self.failing.is_none() {
+            tracing::error!(error = %error, "{what}; writes fail until it is resolved (logged once)");
+            self.failing = Some(std::time::Instant::now());
+        } else {
+            tracing::debug!(error = %error, "{what}");
+        }
+    }
+
+    fn ok(&mut self) {
+        if let Some(since) = self.failing.take() {
+            tracing::info!(failing_for = ?since.elapsed(), "SQLite writes succeed again");
         }
     }
 }

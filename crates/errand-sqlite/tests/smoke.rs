@@ -55,3 +55,61 @@ async fn insert_claim_complete_round_trip() {
     assert_eq!(q[0].completed_total, 4);
     assert_eq!(q[0].counts[&errand_core::JobState::Available], 6);
 }
+
+/// The WAL file: `<db>-wal`.
+fn wal_size(db: &std::path::Path) -> u64 {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-wal");
+    std::fs::metadata(std::path::PathBuf::from(p)).map_or(0, |m| m.len())
+}
+
+#[tokio::test]
+async fn the_wal_shrinks_back_after_a_burst_of_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let store = SqliteStore::open(SqliteConfig::new(&db)).await.unwrap();
+    let now = t(1_800_000_000);
+    let pad = "x".repeat(100_000);
+    // About 30 MB written in three large transactions: the WAL grows past 10 MB.
+    for _ in 0..3 {
+        let jobs = (0..100)
+            .map(|i| {
+                validate(
+                    NewJob::new("big", format!("{{\"n\":{i},\"pad\":\"{pad}\"}}")),
+                    &Limits::default(),
+                    now,
+                )
+                .unwrap()
+            })
+            .collect();
+        store.insert_jobs(jobs, now).await.unwrap();
+    }
+    // (Each of those transactions was in the WAL whole before its commit.)
+    // With no more writes, the WAL is checkpointed and truncated.
+    let bound = 4 * 1024 * 1024;
+    wal_shrinks_to(&db, bound).await;
+    // After a steady stream of small commits too.
+    for i in 0..3000 {
+        let job = validate(
+            NewJob::new("small", format!("{{\"n\":{i}}}")),
+            &Limits::default(),
+            now,
+        )
+        .unwrap();
+        store.insert_jobs(vec![job], now).await.unwrap();
+    }
+    wal_shrinks_to(&db, bound).await;
+}
+
+/// Waits (with a deadline) until the WAL file is at most `bound` bytes.
+async fn wal_shrinks_to(db: &std::path::Path, bound: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while wal_size(db) > bound {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL stayed at {} bytes (bound {bound})",
+            wal_size(db)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

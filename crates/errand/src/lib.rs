@@ -102,6 +102,13 @@ pub struct StoreOptions {
     pub durability: Durability,
     /// The PostgreSQL schema holding errand's tables (default `errand`).
     pub postgres_schema: Option<String>,
+    /// Refuse a store that has not been created yet instead of creating it:
+    /// a missing SQLite file, or a database or PostgreSQL schema without
+    /// errand's tables, is [`StoreError::Uninitialized`]. The CLI sets it for
+    /// every command but `work`, `serve`, `migrate` and `bench`.
+    pub must_exist: bool,
+    /// The permission bits of a newly created SQLite file (default `0o600`).
+    pub sqlite_file_mode: Option<u32>,
 }
 
 /// Opens (and migrates) the store a URL names, with default settings.
@@ -113,7 +120,13 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 pub async fn open_store_with(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     match StoreUrl::parse(url)? {
         StoreUrl::Sqlite(path) => {
-            let store = SqliteStore::open(SqliteConfig::new(path).durability(options.durability)).await?;
+            let mut config = SqliteConfig::new(path)
+                .durability(options.durability)
+                .create(!options.must_exist);
+            if let Some(mode) = options.sqlite_file_mode {
+                config = config.file_mode(mode);
+            }
+            let store = SqliteStore::open(config).await?;
             Ok(Arc::new(store))
         }
         StoreUrl::Postgres(url) => {
@@ -121,6 +134,7 @@ pub async fn open_store_with(url: &str, options: &StoreOptions) -> Result<Arc<dy
             if let Some(schema) = &options.postgres_schema {
                 config = config.schema(schema.clone());
             }
+            config = config.create(!options.must_exist);
             Ok(Arc::new(PostgresStore::open(config).await?))
         }
     }

@@ -112,13 +112,15 @@ fn store_class(s: &StoreError) -> Class {
         StoreError::Connect(_) | StoreError::Closed | StoreError::SchemaTooNew { .. } => {
             Class::new(1, "store_unavailable", None)
         }
+        StoreError::Uninitialized(_) => Class::new(1, "store_uninitialized", None),
+        StoreError::Unusable(_) => Class::new(1, "store_unusable", None),
         _ => Class::new(1, "store_error", None),
     }
 }
 
 /// A configuration error (exit code 2).
 #[derive(Debug)]
-struct ConfigError(String);
+pub(crate) struct ConfigError(pub(crate) String);
 
 impl ConfigError {
     /// The setting a message starts with (`worker.lease: …`), if any.
@@ -263,6 +265,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let long_running = matches!(cli.command, Command::Serve(_) | Command::Work(_));
     init_logs(config.log_format, if long_running { "info" } else { "warn" })?;
     let new_job = cli::jobs::check_before_open(&cli.command)?;
+    let store_wait = match &cli.command {
+        Command::Serve(a) | Command::Work(a) => a.store_wait()?,
+        _ => None,
+    };
+    // Only these create a store; the others refuse a missing one (a typo in
+    // --database must not leave an empty database behind).
+    let mut store_options = config.store.clone();
+    store_options.must_exist = !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Work(_) | Command::Migrate
+    );
     let schedules = if long_running {
         cli::schedule::from_config(config.file.as_deref())?
     } else {
@@ -278,7 +291,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => cli::bench::run(&a.jobs, &config, cli.global.json).await,
             };
         }
-        let store = errand::open_store_with(&config.database, &config.store).await?;
+        let store = if long_running {
+            match cli::run::open_store_waiting(&config.database, &store_options, store_wait).await? {
+                Some(store) => store,
+                None => return Ok(()),
+            }
+        } else {
+            errand::open_store_with(&config.database, &store_options).await?
+        };
         let errand = Errand::new(store);
         let as_json = cli.global.json;
         match &cli.command {

@@ -303,7 +303,7 @@ fn queues_list_pause_and_resume() {
 
 #[test]
 fn migrate_creates_the_schema_and_is_idempotent() {
-    let s = Scratch::new();
+    let s = Scratch::empty();
     assert!(!s.db_file().exists());
     assert_eq!(s.ok(&["migrate"]), "schema is up to date (sqlite)\n");
     assert!(s.db_file().exists());
@@ -325,12 +325,20 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
         format!("database = \"{}\"\n", url("file.db")),
     )
     .unwrap();
-    let run = |cmd: &mut std::process::Command| {
-        common::expect_ok(&[], cmd.output().expect("run errand"));
+    // `migrate` creates the database the settings name, then `enqueue` adds a job to it.
+    let run = |env: &[(&str, String)], args: &[&str]| {
+        for sub in [&["migrate"][..], &["enqueue", "k"][..]] {
+            let mut cmd = s.bare();
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            cmd.args(args).args(sub);
+            common::expect_ok(sub, cmd.output().expect("run errand"));
+        }
     };
 
     // No file, no variable, no flag: ./errand.db in the working directory.
-    run(s.bare().args(["enqueue", "k"]));
+    run(&[], &[]);
     assert!(s.path("errand.db").exists());
     // ./errand.toml is read when present.
     std::fs::write(
@@ -338,31 +346,24 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
         format!("database = \"{}\"\n", url("default-file.db")),
     )
     .unwrap();
-    run(s.bare().args(["enqueue", "k"]));
+    run(&[], &[]);
     assert!(s.path("default-file.db").exists());
     // --config names another file.
-    run(s.bare().args(["--config", "custom.toml", "enqueue", "k"]));
+    run(&[], &["--config", "custom.toml"]);
     assert!(s.path("file.db").exists());
     // ERRAND_CONFIG names it too.
-    run(s
-        .bare()
-        .env("ERRAND_CONFIG", "custom.toml")
-        .args(["enqueue", "k"]));
+    run(&[("ERRAND_CONFIG", "custom.toml".into())], &[]);
     // ERRAND_DATABASE_URL beats the file.
-    run(s
-        .bare()
-        .env("ERRAND_DATABASE_URL", url("env.db"))
-        .args(["--config", "custom.toml", "enqueue", "k"]));
+    run(
+        &[("ERRAND_DATABASE_URL", url("env.db"))],
+        &["--config", "custom.toml"],
+    );
     assert!(s.path("env.db").exists());
     // --database beats both.
-    run(s.bare().env("ERRAND_DATABASE_URL", url("env.db")).args([
-        "--config",
-        "custom.toml",
-        "--database",
-        &url("flag.db"),
-        "enqueue",
-        "k",
-    ]));
+    run(
+        &[("ERRAND_DATABASE_URL", url("env.db"))],
+        &["--config", "custom.toml", "--database", &url("flag.db")],
+    );
     assert!(s.path("flag.db").exists());
 
     let count = |name: &str| {
@@ -933,8 +934,9 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
         // Twice: on a fresh directory (no database file may appear) and on
         // a database holding one job (which must stay the only one).
         for seeded in [false, true] {
-            let s = Scratch::new();
+            let s = Scratch::empty();
             if seeded {
+                s.ok(&["migrate"]);
                 s.ok(&["enqueue", "seed"]);
             }
             for (name, text) in &c.files {

@@ -391,6 +391,7 @@ fn json_jobs_read_the_same_on_both_stores() {
         out
     };
     for db in [sqlite.as_str(), url.as_str()] {
+        run(db, &["migrate"]);
         run(db, &["enqueue", "k", "--args", args]);
     }
     let shown: Vec<String> = [sqlite.as_str(), url.as_str()]

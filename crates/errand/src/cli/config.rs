@@ -26,6 +26,7 @@ pub(crate) struct RawFile {
     database: Option<String>,
     durability: Option<String>,
     postgres_schema: Option<String>,
+    sqlite_file_mode: Option<String>,
     log_format: Option<String>,
     #[serde(default)]
     worker: RawWorker,
@@ -139,6 +140,21 @@ fn duration(field: &str, v: &Option<String>) -> anyhow::Result<Option<Duration>>
             parse_duration(s).with_context(|| format!("{field}: {s:?} is not a duration (like 30s, 5m, 2h)"))
         })
         .transpose()
+}
+
+/// Parses `sqlite_file_mode`: octal permission bits (`"0600"`, `"640"`)
+/// that keep the owner's read and write permission.
+fn file_mode(s: &str) -> anyhow::Result<u32> {
+    let mode = u32::from_str_radix(s.trim(), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .with_context(|| {
+            format!("sqlite_file_mode: {s:?} is not octal permission bits (like \"0600\" or \"0640\")")
+        })?;
+    if mode & 0o600 != 0o600 {
+        bail!("sqlite_file_mode: {s:?} must let the owner read and write (0600 at least)");
+    }
+    Ok(mode)
 }
 
 /// Parses `30s`, `5m`, `1h30m`, `2d`.
@@ -341,6 +357,8 @@ impl Config {
             store: errand::StoreOptions {
                 durability,
                 postgres_schema,
+                must_exist: false,
+                sqlite_file_mode: raw.sqlite_file_mode.as_deref().map(file_mode).transpose()?,
             },
             log_format,
             queues,

@@ -20,6 +20,84 @@ pub(crate) struct RunArgs {
     /// How long shutdown waits for running jobs before handing them back (30s).
     #[arg(long, value_name = "DURATION")]
     pub(crate) shutdown_grace: Option<String>,
+    /// How long to wait at start for a store that cannot be reached (a
+    /// server down, a lock held), retrying with backoff; `0s` fails at once.
+    /// Default: until stopped. A damaged, read-only or too new store fails at once.
+    #[arg(long, value_name = "DURATION", conflicts_with = "no_wait_for_store")]
+    pub(crate) store_wait: Option<String>,
+    /// Fail at once when the store cannot be reached (same as `--store-wait 0s`).
+    #[arg(long)]
+    pub(crate) no_wait_for_store: bool,
+}
+
+impl RunArgs {
+    /// The longest wait for the store at start (`None`: until stopped).
+    pub(crate) fn store_wait(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        if self.no_wait_for_store {
+            return Ok(Some(std::time::Duration::ZERO));
+        }
+        self.store_wait
+            .as_deref()
+            .map(|s| {
+                super::config::parse_duration(s).map_err(|_| {
+                    anyhow::Error::new(crate::ConfigError(format!(
+                        "store_wait: {s:?} is not a duration (like 0s, 30s, 5m)"
+                    )))
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Opens the store for `work`/`serve`, waiting while it cannot be reached:
+/// retried with backoff (up to 10 s between tries), logged once when the
+/// wait starts and each time the reason changes. A permanent fault
+/// ([`errand::StoreError::is_permanent`]) fails at once, as does any fault
+/// after `wait`. `Ok(None)`: SIGINT/SIGTERM arrived while waiting.
+pub(crate) async fn open_store_waiting(
+    url: &str,
+    options: &errand::StoreOptions,
+    wait: Option<std::time::Duration>,
+) -> anyhow::Result<Option<std::sync::Arc<dyn errand::Store>>> {
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    let mut last_reason: Option<String> = None;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let error = match errand::open_store_with(url, options).await {
+            Ok(store) => {
+                if last_reason.is_some() {
+                    tracing::info!(waited = %humantime::format_duration(Duration::from_secs(started.elapsed().as_secs())),
+                        "the store answers: starting");
+                }
+                return Ok(Some(store));
+            }
+            Err(e) => e,
+        };
+        let out_of_time = wait.is_some_and(|w| started.elapsed() + delay > w);
+        if error.is_permanent() || out_of_time {
+            return Err(error.into());
+        }
+        let reason = error.to_string();
+        if last_reason.as_deref() != Some(reason.as_str()) {
+            // (The error names the store, without its secrets.)
+            tracing::warn!(error = %reason,
+                "waiting for the store: retrying with backoff until it answers (--store-wait 0s fails at once instead)");
+            last_reason = Some(reason);
+        } else {
+            tracing::debug!(retry_in = ?delay, "the store is still unreachable; retrying");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {},
+            _ = &mut stop => {
+                tracing::info!("stopped while waiting for the store");
+                return Ok(None);
+            }
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -29,7 +29,16 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
+    /// A scratch directory whose database `errand migrate` has created:
+    /// commands other than `work`, `serve` and `migrate` refuse a missing one.
     pub(crate) fn new() -> Scratch {
+        let s = Scratch::empty();
+        s.ok(&["migrate"]);
+        s
+    }
+
+    /// A scratch directory with no database in it.
+    pub(crate) fn empty() -> Scratch {
         Scratch {
             dir: tempfile::Builder::new()
                 .prefix("errand-test-")

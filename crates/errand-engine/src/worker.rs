@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -426,9 +426,10 @@ struct Shared {
     counters: Counters,
     /// Fired when the grace period is over: running jobs are handed back.
     hard_stop: CancellationToken,
-    /// Set while store calls fail; read on every call, so the hot path
-    /// takes no lock while the store is reachable.
-    not_ready: AtomicBool,
+    /// One bit per kind of store call ([`Call`]) whose latest try failed;
+    /// read on every call, so the hot path takes no lock while the store
+    /// is reachable.
+    failing: AtomicU8,
     readiness: Mutex<Readiness>,
     /// (kind, queue) pairs without an executor here, warned about once.
     unknown_kinds: Mutex<std::collections::HashSet<(String, String)>>,
@@ -457,12 +458,18 @@ impl Shared {
         self.readiness.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A store call succeeded: ready again if it was not.
-    fn store_ok(&self) {
-        if !self.not_ready.load(Ordering::Relaxed) {
+    /// A store call of this kind succeeded: ready again once no kind of
+    /// call fails (an empty claim that writes nothing can succeed on a full
+    /// disk while completions still fail).
+    fn store_ok(&self, call: Call) {
+        let bit = 1 << call as u8;
+        if self.failing.load(Ordering::Relaxed) & bit == 0 {
             return;
         }
         let mut r = self.readiness();
+        if self.failing.fetch_and(!bit, Ordering::Relaxed) & !bit != 0 {
+            return;
+        }
         if let Readiness::NotReady { since, .. } = &*r {
             let down = self.rt.clock.now().duration_since(*since);
             let down = Duration::try_from(down).unwrap_or_default();
@@ -470,12 +477,13 @@ impl Shared {
                 "the store answers again: ready");
             *r = Readiness::Ready;
         }
-        self.not_ready.store(false, Ordering::Relaxed);
     }
 
-    /// A store call failed: not ready until one succeeds.
-    fn store_failed(&self, error: &errand_core::StoreError) {
+    /// A store call of this kind failed: not ready until every kind of
+    /// call that failed has succeeded again.
+    fn store_failed(&self, call: Call, error: &errand_core::StoreError) {
         let mut r = self.readiness();
+        self.failing.fetch_or(1 << call as u8, Ordering::Relaxed);
         match &mut *r {
             Readiness::Ready => {
                 tracing::warn!(worker = %self.id, error = %error,
@@ -487,11 +495,18 @@ impl Shared {
             }
             Readiness::NotReady { error: last, .. } => *last = error.to_string(),
         }
-        self.not_ready.store(true, Ordering::Relaxed);
     }
 }
 
-/// Whether a worker can reach its store, as its latest store call found.
+/// The kinds of store call readiness follows.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Claim = 0,
+    Complete = 1,
+    Heartbeat = 2,
+}
+
+/// Whether a worker can reach its store, as its latest store calls found.
 /// While it cannot, running jobs go on; claims, completions and heartbeats
 /// are retried with backoff, and finished jobs wait to be recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -580,7 +595,7 @@ impl Worker {
             done_tx,
             counters: Counters::default(),
             hard_stop: CancellationToken::new(),
-            not_ready: AtomicBool::new(false),
+            failing: AtomicU8::new(0),
             readiness: Mutex::new(Readiness::Ready),
             unknown_kinds: Mutex::default(),
         });
@@ -738,13 +753,14 @@ async fn fetch_loop(
         };
         let jobs = match shared.rt.store.claim_available(req).await {
             Ok(jobs) => {
-                shared.store_ok();
+                shared.store_ok(Call::Claim);
                 backoff = Duration::from_millis(50);
                 jobs
             }
             Err(e) => {
-                shared.store_failed(&e);
-                tracing::warn!(worker = %shared.id, queue = %q.name, error = %e, "claim failed; retrying");
+                shared.store_failed(Call::Claim, &e);
+                // The outage is logged once, as not-ready; each retry at debug.
+                tracing::debug!(worker = %shared.id, queue = %q.name, error = %e, "claim failed; retrying");
                 drop(permits);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {},
@@ -1014,11 +1030,11 @@ async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool, stop: &Cancella
             .await
         {
             Ok(r) => {
-                shared.store_ok();
+                shared.store_ok(Call::Complete);
                 break r;
             }
             Err(e) => {
-                shared.store_failed(&e);
+                shared.store_failed(Call::Complete, &e);
                 let now = tokio::time::Instant::now();
                 if closing || stop.is_cancelled() {
                     let deadline = *give_up_at.get_or_insert_with(|| {
@@ -1075,20 +1091,22 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
         }
         let held: Vec<(JobId, i64)> = shared.inflight().iter().map(|(id, f)| (*id, f.token)).collect();
         if held.is_empty() {
+            // No lease to keep: a failed heartbeat no longer matters.
+            shared.store_ok(Call::Heartbeat);
             retry = None;
             continue;
         }
         let until = errand_core::clock::add(shared.rt.clock.now(), shared.config.lease);
         match shared.rt.store.extend_leases(&shared.id, &held, until).await {
             Ok(report) => {
-                shared.store_ok();
+                shared.store_ok(Call::Heartbeat);
                 retry = None;
                 shared.ask_to_stop(&report.lost, STOP_LEASE_LOST);
                 shared.ask_to_stop(&report.cancel_requested, STOP_OPERATOR);
             }
             Err(e) => {
-                shared.store_failed(&e);
-                tracing::warn!(worker = %shared.id, error = %e, "heartbeat failed; retrying");
+                shared.store_failed(Call::Heartbeat, &e);
+                tracing::debug!(worker = %shared.id, error = %e, "heartbeat failed; retrying");
                 let next = retry.map_or(Duration::from_millis(200), |d| d * 2);
                 retry = Some(next.min(shared.config.heartbeat));
             }

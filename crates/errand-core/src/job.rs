@@ -417,6 +417,15 @@ pub enum Finish {
         /// When to run again.
         at: Timestamp,
     },
+    /// running -> scheduled at `at`, the attempt given back, with `note`
+    /// appended to the history: the attempt was not made (a worker with no
+    /// executor for the job's kind put it back for one that has one).
+    Defer {
+        /// When to look again.
+        at: Timestamp,
+        /// Why it was not run, appended to the history.
+        note: ErrorRecord,
+    },
     /// running -> cancelled.
     Cancel {
         /// Why, appended to the history.
@@ -440,7 +449,7 @@ impl Finish {
             Finish::Complete { .. } | Finish::CompleteAndDelete => JobState::Completed,
             Finish::Retry { .. } => JobState::Retryable,
             Finish::Discard { .. } => JobState::Discarded,
-            Finish::Snooze { .. } => JobState::Scheduled,
+            Finish::Snooze { .. } | Finish::Defer { .. } => JobState::Scheduled,
             Finish::Cancel { .. } => JobState::Cancelled,
             Finish::Expire => JobState::Expired,
             Finish::HandBack => JobState::Available,

@@ -112,7 +112,7 @@ pub fn finish_event(finish: &Finish) -> Event {
         Finish::Complete { .. } | Finish::CompleteAndDelete => Event::Complete,
         Finish::Retry { .. } => Event::Fail { attempts_left: true },
         Finish::Discard { .. } => Event::Discard,
-        Finish::Snooze { .. } => Event::Snooze,
+        Finish::Snooze { .. } | Finish::Defer { .. } => Event::Snooze,
         Finish::Cancel { .. } => Event::Cancel,
         Finish::Expire => Event::Expire,
         Finish::HandBack => Event::HandBack,

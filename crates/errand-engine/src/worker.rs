@@ -378,7 +378,7 @@ fn counter_index(f: &Finish) -> usize {
         Finish::Complete { .. } | Finish::CompleteAndDelete => 1,
         Finish::Retry { .. } => 2,
         Finish::Discard { .. } => 3,
-        Finish::Snooze { .. } => 4,
+        Finish::Snooze { .. } | Finish::Defer { .. } => 4,
         Finish::Cancel { .. } => 5,
         Finish::Expire => 6,
         Finish::HandBack => 7,
@@ -829,11 +829,8 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
     });
     let finish = if job.expires_at.is_some_and(|e| e <= now) {
         Finish::Expire
-    } else {
-        let outcome = match executor {
-            None => Some(unknown_kind(shared, &ctx, now)),
-            Some(executor) => execute(shared, &ctx, &job, executor.as_ref(), &reason).await,
-        };
+    } else if let Some(run) = executor {
+        let outcome = execute(shared, &ctx, &job, run.as_ref(), &reason).await;
         match outcome {
             None => Finish::HandBack,
             Some(outcome) => {
@@ -866,6 +863,8 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
                 }
             }
         }
+    } else {
+        unknown_kind(shared, &ctx, &job, now)
     };
     // One line per finished job: its id as a number, its outcome (the state
     // it goes to) and how long it took.
@@ -898,8 +897,10 @@ const UNKNOWN_KIND_MAX_WAIT: Duration = Duration::from_secs(300);
 
 /// A job of a kind this worker has no executor for: it is put back to wait
 /// without spending an attempt (a newer worker, mid-deploy, may run it),
-/// longer the older it is (5 s up to 5 min), with one warning per kind and queue.
-fn unknown_kind(shared: &Shared, ctx: &JobContext, now: Timestamp) -> Outcome {
+/// longer the older it is (5 s up to 5 min). The first time, a note in its
+/// history says why (`jobs show` lists it); the worker warns once per kind
+/// and queue.
+fn unknown_kind(shared: &Shared, ctx: &JobContext, job: &Job, now: Timestamp) -> Finish {
     let key = (ctx.kind().to_owned(), ctx.queue().to_owned());
     let first = shared
         .unknown_kinds
@@ -911,8 +912,22 @@ fn unknown_kind(shared: &Shared, ctx: &JobContext, now: Timestamp) -> Outcome {
             "no executor for this kind here: its jobs wait (attempts not spent) until a worker that has one takes them");
     }
     let age = Duration::try_from(now.duration_since(ctx.created_at())).unwrap_or_default();
-    Outcome::Snooze {
-        delay: age.clamp(Duration::from_secs(5), UNKNOWN_KIND_MAX_WAIT),
+    let at = errand_core::clock::add(now, age.clamp(Duration::from_secs(5), UNKNOWN_KIND_MAX_WAIT));
+    let message = format!(
+        "not run: no worker seen so far has an executor for kind {:?}; the job waits, its attempts not spent",
+        ctx.kind()
+    );
+    if job.errors.iter().any(|e| e.message == message) {
+        return Finish::Snooze { at };
+    }
+    Finish::Defer {
+        at,
+        note: errand_core::ErrorRecord {
+            attempt: job.attempt - 1,
+            at: now,
+            message,
+            worker: Some(shared.id.to_string()),
+        },
     }
 }
 

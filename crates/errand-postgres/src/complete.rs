@@ -60,6 +60,7 @@ pub(crate) async fn complete_rows(
             Finish::Retry { at, error } => (Some(to_micros(*at)), None, Some(json(error)?), false, true),
             Finish::Discard { error } => (None, None, Some(json(error)?), false, true),
             Finish::Snooze { at } => (Some(to_micros(*at)), None, None, true, false),
+            Finish::Defer { at, note } => (Some(to_micros(*at)), None, Some(json(note)?), true, false),
             Finish::Cancel { error } => (None, None, Some(json(error)?), false, false),
             // Claimed but never started: the attempt is given back.
             Finish::Expire => (None, None, None, true, false),

@@ -46,7 +46,10 @@ const CLEAR_LEASE: &str = "lease_owner = NULL, lease_expires_at = NULL";
 const APPEND_ERROR: &str = "errors = json_insert(errors, '$[#]', json(?4))";
 
 /// The UPDATE for each kind of finish, built once (indexed by [`finish_index`]).
-static FINISH_SQL: std::sync::LazyLock<[String; 8]> = std::sync::LazyLock::new(|| {
+/// How many kinds of [`Finish`] there are (one statement each).
+const FINISH_KINDS: usize = 9;
+
+static FINISH_SQL: std::sync::LazyLock<[String; FINISH_KINDS]> = std::sync::LazyLock::new(|| {
     [
         Finish::Complete { result: None },
         Finish::Retry {
@@ -58,6 +61,10 @@ static FINISH_SQL: std::sync::LazyLock<[String; 8]> = std::sync::LazyLock::new(|
         },
         Finish::Snooze {
             at: Timestamp::UNIX_EPOCH,
+        },
+        Finish::Defer {
+            at: Timestamp::UNIX_EPOCH,
+            note: placeholder_error(),
         },
         Finish::Cancel {
             error: placeholder_error(),
@@ -96,6 +103,9 @@ fn build_finish_sql(f: &Finish) -> String {
         Finish::Retry { .. } => format!("state = 'retryable', run_at = ?3, {APPEND_ERROR}"),
         Finish::Discard { .. } => format!("state = 'discarded', finished_at = ?3, {APPEND_ERROR}"),
         Finish::Snooze { .. } => "state = 'scheduled', run_at = ?3, attempt = attempt - 1".to_owned(),
+        Finish::Defer { .. } => {
+            format!("state = 'scheduled', run_at = ?3, attempt = attempt - 1, {APPEND_ERROR}")
+        }
         Finish::Cancel { .. } => format!("state = 'cancelled', finished_at = ?3, {APPEND_ERROR}"),
         Finish::Expire => "state = 'expired', finished_at = ?3, attempt = attempt - 1".to_owned(),
         Finish::HandBack => "state = 'available', attempt = attempt - 1".to_owned(),
@@ -111,10 +121,11 @@ fn finish_index(f: &Finish) -> usize {
         Finish::Retry { .. } => 1,
         Finish::Discard { .. } => 2,
         Finish::Snooze { .. } => 3,
-        Finish::Cancel { .. } => 4,
-        Finish::Expire => 5,
-        Finish::HandBack => 6,
-        Finish::CompleteAndDelete => 7,
+        Finish::Defer { .. } => 4,
+        Finish::Cancel { .. } => 5,
+        Finish::Expire => 6,
+        Finish::HandBack => 7,
+        Finish::CompleteAndDelete => 8,
     }
 }
 
@@ -306,7 +317,7 @@ fn complete(
         }
     }
     // One prepared statement per kind of finish, looked up once per batch.
-    let mut statements: [Option<rusqlite::CachedStatement<'_>>; 8] = Default::default();
+    let mut statements: [Option<rusqlite::CachedStatement<'_>>; FINISH_KINDS] = Default::default();
     for i in rest {
         let c = &items[i];
         let slot = &mut statements[finish_index(&c.finish)];
@@ -330,6 +341,7 @@ fn complete(
             Finish::Retry { at, error } => (to_micros(*at), Some(json(error)?)),
             Finish::Discard { error } | Finish::Cancel { error } => (now_us, Some(json(error)?)),
             Finish::Snooze { at } => (to_micros(*at), None),
+            Finish::Defer { at, note } => (to_micros(*at), Some(json(note)?)),
             Finish::Expire | Finish::HandBack => (now_us, None),
             Finish::CompleteAndDelete => unreachable!("deleted above"),
         };

@@ -341,6 +341,11 @@ impl Store for MemoryStore {
                     job.run_at = at;
                     job.attempt -= 1;
                 }
+                Finish::Defer { at, note } => {
+                    job.run_at = at;
+                    job.attempt -= 1;
+                    job.errors.push(note);
+                }
                 Finish::Cancel { error } => job.errors.push(error),
                 Finish::Expire => job.attempt -= 1,
                 Finish::HandBack => job.attempt -= 1,

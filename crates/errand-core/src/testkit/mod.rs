@@ -90,6 +90,7 @@ macro_rules! store_conformance {
                 retry_appends_the_error_and_sets_the_next_run_at,
                 discard_appends_the_error_and_finishes_the_job,
                 snooze_reschedules_and_gives_the_attempt_back,
+                defer_reschedules_gives_the_attempt_back_and_keeps_its_note,
                 hand_back_makes_the_job_available_with_the_attempt_given_back,
                 cancel_finish_records_the_reason_and_finishes_the_job,
                 expire_finish_marks_the_claimed_job_expired,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use errand_core::{JobState, NewJob, Scope};
+use errand_core::{Clock as _, JobState, NewJob, Scope};
 use errand_engine::{Handler, JobArgs, JobContext, JobError};
 
 use crate::harness::{env, fast_config, wait_for};
@@ -273,11 +273,13 @@ async fn operator_cancel_does_not_wait_for_the_heartbeat() {
 }
 
 /// A job of a kind this worker has no executor for waits, its attempt not
-/// spent and no error recorded, so that a worker that has one (a newer
-/// deploy) runs it later.
+/// spent and a note in its history saying why, so that a worker that has
+/// one (a newer deploy) runs it later.
 #[tokio::test]
 async fn unknown_kind_waits_without_spending_attempts() {
-    let env = env().await;
+    let mut env = env().await;
+    let clock = Arc::new(errand_core::ManualClock::new(errand_core::SystemClock.now()));
+    env.errand = env.errand.clone().with_clock(clock.clone());
     let running = env
         .errand
         .worker()
@@ -297,11 +299,35 @@ async fn unknown_kind_waits_without_spending_attempts() {
     let before = env.errand.clock().now();
     let job = wait_for(&env, id, JobState::Scheduled).await;
     assert_eq!(job.attempt, 0, "no attempt is spent");
-    assert!(job.errors.is_empty(), "{:?}", job.errors);
+    assert_eq!(job.errors.len(), 1, "one note says why: {:?}", job.errors);
+    assert!(
+        job.errors[0]
+            .message
+            .contains("no worker seen so far has an executor"),
+        "{:?}",
+        job.errors
+    );
     assert!(
         job.run_at >= errand_core::clock::add(before, Duration::from_secs(4)),
         "{job:?}"
     );
+    // Due again and claimed again: it waits again, with no second note.
+    let store = env.errand.store();
+    clock.set(errand_core::clock::add(job.run_at, Duration::from_secs(1)));
+    store.promote_due(clock.now(), 10).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        let j = store.get_job(id, &errand_core::Scope::All).await.unwrap();
+        if j.state == JobState::Scheduled && j.run_at != job.run_at {
+            break j;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not put back again: {j:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!((again.attempt, again.errors.len()), (0, 1), "{again:?}");
     running.shutdown().await;
 }
 

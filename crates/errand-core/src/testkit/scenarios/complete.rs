@@ -113,6 +113,27 @@ pub async fn snooze_reschedules_and_gives_the_attempt_back(store: Arc<dyn Store>
     assert_eq!(again.attempt, 1, "the snoozed job runs its attempt again");
 }
 
+/// `Defer` is a snooze with a note: the job is scheduled at the given time,
+/// the attempt is given back, and the note is appended to its history.
+pub async fn defer_reschedules_gives_the_attempt_back_and_keeps_its_note(store: Arc<dyn Store>) {
+    let s = &*store;
+    let job = running(s, NewJob::new("k", "{}").max_attempts(1)).await;
+    let note = failure(0, at(2), "not run: no executor for this kind");
+    let defer = Finish::Defer {
+        at: at(60),
+        note: note.clone(),
+    };
+    assert_eq!(finish(s, &job, defer, at(2)).await, CompletionResult::Done);
+    let got = get(s, job.id).await;
+    assert_eq!(got.state, JobState::Scheduled);
+    assert_eq!(got.run_at, at(60));
+    assert_eq!(got.attempt, 0, "the attempt is given back");
+    assert_eq!(got.lease, None, "lease cleared");
+    assert_eq!(got.errors, vec![note], "the note is kept");
+    let q = queue_stats(s, "default", at(3)).await;
+    assert_eq!(q.failed_total, 0, "a deferral is not a failure: {q:?}");
+}
+
 /// `HandBack` (graceful shutdown) makes the job available again at once,
 /// with the attempt given back and the lease cleared.
 pub async fn hand_back_makes_the_job_available_with_the_attempt_given_back(store: Arc<dyn Store>) {

@@ -31,18 +31,23 @@ const TRUNCATE_WAIT: std::time::Duration = std::time::Duration::ZERO;
 
 /// Past this size the writer truncates the WAL itself: under a steady
 /// stream of commits a checkpoint on this thread never catches up with the
-/// end of the WAL, which then only grows.
-const FORCE_TRUNCATE_WAL_BYTES: u64 = 2 * CHECKPOINT_WAL_BYTES;
+/// end of the WAL, which then only grows. It matches the writer's own
+/// autocheckpoint: truncating waits for readers, which the hot path must
+/// not do often (at 8 MiB it cost `errand bench` a sixth of its enqueues).
+const FORCE_TRUNCATE_WAL_BYTES: u64 = 16 * CHECKPOINT_WAL_BYTES;
 
 /// Copies the WAL back into the database without blocking writers; when
-/// that copied everything, truncates the WAL file to zero bytes.
-fn checkpoint(conn: &rusqlite::Connection) {
+/// that copied everything and the store is `idle` (no commit since the
+/// last look), truncates the WAL file to zero bytes. Under load it is left
+/// at its size: a truncated WAL regrows at once, and the file system's
+/// allocations then slow every commit.
+fn checkpoint(conn: &rusqlite::Connection, idle: bool) {
     // (busy, frames in the WAL, frames copied back)
     let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
     });
     match passive {
-        Ok((0, log, copied)) if log == copied => {
+        Ok((0, log, copied)) if idle && log == copied => {
             if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
                 tracing::debug!(error = %e, "truncating WAL checkpoint failed; retried later");
             }
@@ -84,6 +89,9 @@ impl Watch {
                 let mut last: Option<i64> = None;
                 let wal = wal_path(&config.path);
                 let mut ticks: u32 = 0;
+                // The data version at the last checkpoint look: unchanged
+                // means no commit since, so the store is idle.
+                let mut looked_at: Option<i64> = None;
                 while !stop2.load(Ordering::Relaxed) && !tx.is_closed() {
                     ticks = ticks.wrapping_add(1);
                     if ticks.is_multiple_of(CHECKPOINT_EVERY_TICKS)
@@ -97,7 +105,9 @@ impl Watch {
                         }
                         // (Also here: with no more writes the writer would
                         // never get to it.)
-                        checkpoint(&conn);
+                        let idle = last.is_some() && looked_at == last;
+                        checkpoint(&conn, idle);
+                        looked_at = last;
                     }
                     if let Ok(v) = conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) {
                         if last.is_some_and(|l| l != v) {

@@ -433,6 +433,8 @@ struct Shared {
     readiness: Mutex<Readiness>,
     /// (kind, queue) pairs without an executor here, warned about once.
     unknown_kinds: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Notified when a claim finds nothing: the worker is idle.
+    idle: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -598,6 +600,7 @@ impl Worker {
             failing: AtomicU8::new(0),
             readiness: Mutex::new(Readiness::Ready),
             unknown_kinds: Mutex::default(),
+            idle: tokio::sync::Notify::new(),
         });
         let fetch_stop = CancellationToken::new();
         let background_stop = CancellationToken::new();
@@ -772,6 +775,7 @@ async fn fetch_loop(
         };
         permits.truncate(jobs.len());
         if jobs.is_empty() {
+            shared.idle.notify_one();
             tokio::select! {
                 _ = notify.notified() => {},
                 _ = shared.rt.store.wait_for_change(shared.config.poll_interval) => {},
@@ -1130,7 +1134,7 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 /// The shortest pause between two looks for cancel requests.
-const CANCEL_LOOK_EVERY: Duration = Duration::from_millis(100);
+const CANCEL_LOOK_EVERY: Duration = Duration::from_millis(250);
 
 /// Stops running jobs an operator cancelled, promptly: it looks whenever
 /// this process cancels a running job or the store may have changed
@@ -1167,15 +1171,24 @@ async fn watch_cancels(shared: Arc<Shared>, stop: CancellationToken) {
 
 /// How often a worker looks for queues with waiting jobs that it does not serve.
 const UNSERVED_LOOK_EVERY: Duration = Duration::from_secs(300);
+/// The first look comes when the worker first finds nothing to claim, or
+/// after this long: a busy worker does not spend its start on it.
+const UNSERVED_FIRST_LOOK: Duration = Duration::from_secs(60);
 /// A waiting job older than this in a queue this worker does not serve
 /// suggests that no worker serves it.
 const UNSERVED_WARN_AFTER: Duration = Duration::from_secs(300);
 
-/// Says, once per queue, when jobs wait in a queue this worker does not
-/// serve: at info while they are young (another worker may serve it), as a
+/// Says, once per queue (looking first when the worker is idle or after
+/// [`UNSERVED_FIRST_LOOK`], then every [`UNSERVED_LOOK_EVERY`]), when jobs
+/// wait in a queue this worker does not serve: at info while they are young (another worker may serve it), as a
 /// warning once the oldest has waited [`UNSERVED_WARN_AFTER`] (perhaps none does).
 async fn watch_unserved(shared: Arc<Shared>, stop: CancellationToken) {
     let mut told: HashMap<String, bool> = HashMap::new();
+    tokio::select! {
+        _ = tokio::time::sleep(UNSERVED_FIRST_LOOK) => {},
+        _ = shared.idle.notified() => {},
+        _ = stop.cancelled() => return,
+    }
     loop {
         if let Ok(queues) = shared.rt.store.list_queues(shared.rt.clock.now()).await {
             for q in queues {

@@ -216,6 +216,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes finished jobs as the request says. Returns how many.
     async fn prune_finished(&self, req: &PruneRequest) -> Result<u64, StoreError>;
 
+    /// The queues that hold at least one available job, by name. Cheap at
+    /// any size (an index probe per known queue, no count): workers ask it
+    /// to say when jobs wait in queues they do not serve.
+    async fn queues_with_available_jobs(&self) -> Result<Vec<String>, StoreError>;
+
     /// The earliest `run_at` of a scheduled or retryable job, if any.
     async fn next_due_at(&self) -> Result<Option<Timestamp>, StoreError>;
 

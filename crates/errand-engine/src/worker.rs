@@ -1172,17 +1172,17 @@ async fn watch_cancels(shared: Arc<Shared>, stop: CancellationToken) {
 /// How often a worker looks for queues with waiting jobs that it does not serve.
 const UNSERVED_LOOK_EVERY: Duration = Duration::from_secs(300);
 /// The first look comes when the worker first finds nothing to claim, or
-/// after this long: a busy worker does not spend its start on it.
+/// after this long.
 const UNSERVED_FIRST_LOOK: Duration = Duration::from_secs(60);
-/// A waiting job older than this in a queue this worker does not serve
-/// suggests that no worker serves it.
-const UNSERVED_WARN_AFTER: Duration = Duration::from_secs(300);
 
-/// Says, once per queue (looking first when the worker is idle or after
-/// [`UNSERVED_FIRST_LOOK`], then every [`UNSERVED_LOOK_EVERY`]), when jobs
-/// wait in a queue this worker does not serve: at info while they are young (another worker may serve it), as a
-/// warning once the oldest has waited [`UNSERVED_WARN_AFTER`] (perhaps none does).
+/// Says, once per queue, when jobs wait in a queue this worker does not
+/// serve ([`Store::queues_with_available_jobs`](errand_core::Store::queues_with_available_jobs),
+/// cheap at any size): at info the first time it sees them (another worker
+/// may serve that queue), as a warning if they still wait at the next look
+/// (perhaps none does). It looks first when the worker is idle or after
+/// [`UNSERVED_FIRST_LOOK`], then every [`UNSERVED_LOOK_EVERY`].
 async fn watch_unserved(shared: Arc<Shared>, stop: CancellationToken) {
+    // Queue -> whether the warning was given.
     let mut told: HashMap<String, bool> = HashMap::new();
     tokio::select! {
         _ = tokio::time::sleep(UNSERVED_FIRST_LOOK) => {},
@@ -1190,30 +1190,27 @@ async fn watch_unserved(shared: Arc<Shared>, stop: CancellationToken) {
         _ = stop.cancelled() => return,
     }
     loop {
-        if let Ok(queues) = shared.rt.store.list_queues(shared.rt.clock.now()).await {
-            for q in queues {
-                let waiting = q
-                    .counts
-                    .get(&errand_core::JobState::Available)
-                    .copied()
-                    .unwrap_or(0);
-                if waiting == 0 || q.paused || shared.queue_finish.contains_key(&q.name) {
-                    continue;
+        if let Ok(queues) = shared.rt.store.queues_with_available_jobs().await {
+            let waiting: Vec<String> = queues
+                .into_iter()
+                .filter(|q| !shared.queue_finish.contains_key(q))
+                .collect();
+            told.retain(|q, _| waiting.contains(q));
+            for queue in waiting {
+                match told.get(&queue) {
+                    None => {
+                        tracing::info!(worker = %shared.id, queue = %queue,
+                            "jobs wait in a queue this worker does not serve; another worker must serve it");
+                        told.insert(queue, false);
+                    }
+                    Some(false) => {
+                        tracing::warn!(worker = %shared.id, queue = %queue,
+                            waited_at_least = %lifecycle::fmt_duration(UNSERVED_LOOK_EVERY),
+                            "jobs still wait in a queue this worker does not serve: is any worker serving it?");
+                        told.insert(queue, true);
+                    }
+                    Some(true) => {}
                 }
-                let age = q.oldest_available_age.unwrap_or_default();
-                let stale = age >= UNSERVED_WARN_AFTER;
-                let before = told.get(&q.name).copied();
-                if stale && before != Some(true) {
-                    tracing::warn!(worker = %shared.id, queue = %q.name, waiting,
-                        oldest_wait = %lifecycle::fmt_duration(age),
-                        "jobs wait in a queue this worker does not serve, and have for a while: is any worker serving it?");
-                } else if before.is_none() {
-                    tracing::info!(worker = %shared.id, queue = %q.name, waiting,
-                        "jobs wait in a queue this worker does not serve; another worker must serve it");
-                } else {
-                    continue;
-                }
-                told.insert(q.name, stale);
             }
         }
         tokio::select! {

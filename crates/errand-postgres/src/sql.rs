@@ -51,6 +51,7 @@ statements!(
     retry_job,
     set_queue_paused,
     clear_queue,
+    queues_with_available_jobs,
     remove_queue,
     list_queues,
     list_queues_counts,

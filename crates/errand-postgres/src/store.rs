@@ -371,6 +371,13 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn queues_with_available_jobs(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(&self.inner.sql.queues_with_available_jobs)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)
+    }
+
     async fn clear_queue(&self, queue: &str, scope: &Scope) -> Result<u64, StoreError> {
         let waiting: Vec<&str> = JobState::WAITING.iter().map(|s| s.as_str()).collect();
         let done = sqlx::query(&self.inner.sql.clear_queue)

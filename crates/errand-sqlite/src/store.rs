@@ -959,6 +959,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn queues_with_available_jobs(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            // One probe of the fetch index per known queue.
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT q.name FROM queues AS q WHERE EXISTS \
+                     (SELECT 1 FROM jobs AS j WHERE j.queue = q.name AND j.state = 'available') ORDER BY q.name",
+                )
+                .map_err(err)?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+
     async fn clear_queue(&self, queue: &str, scope: &Scope) -> Result<u64, StoreError> {
         let queue = queue.to_owned();
         let tenant = match scope {

@@ -624,6 +624,19 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn queues_with_available_jobs(&self) -> Result<Vec<String>, StoreError> {
+        let st = self.lock();
+        let mut names: Vec<String> = st
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Available)
+            .map(|j| j.queue.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     async fn clear_queue(&self, queue: &str, scope: &Scope) -> Result<u64, StoreError> {
         let mut st = self.lock();
         let before = st.jobs.len();

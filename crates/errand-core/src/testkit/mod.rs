@@ -132,6 +132,7 @@ macro_rules! store_conformance {
                 // queues, leadership
                 set_queue_paused_creates_and_flags_the_queue,
                 clear_queue_deletes_only_waiting_jobs_in_scope,
+                queues_with_available_jobs_names_only_those,
                 remove_queue_refuses_a_busy_queue_and_forgets_an_empty_one,
                 list_queues_counts_jobs_per_state_and_the_oldest_wait,
                 list_queues_oldest_wait_starts_when_a_job_became_available,

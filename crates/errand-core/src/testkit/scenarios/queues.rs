@@ -7,6 +7,24 @@ use crate::job::{JobState, NewJob};
 use crate::store::Store;
 use crate::testkit::support::*;
 
+/// `queues_with_available_jobs` names the queues holding an available job,
+/// sorted, and no other: not a queue whose jobs are only scheduled,
+/// running or finished, not an empty one.
+pub async fn queues_with_available_jobs_names_only_those(store: Arc<dyn Store>) {
+    let s = &*store;
+    add(s, job_in("b", "k"), at(0)).await;
+    add(s, job_in("a", "k"), at(0)).await;
+    add(s, job_in("a", "k"), at(0)).await;
+    add(s, job_in("later", "k").run_at(at(100)), at(0)).await;
+    let busy = add(s, job_in("busy", "k"), at(0)).await;
+    claim_id(s, "busy", busy, at(1)).await;
+    let done = add(s, job_in("done", "k"), at(0)).await;
+    run_to_completion(s, "done", done, at(1)).await;
+    ok("set_queue_paused", s.set_queue_paused("empty", true, at(1)).await);
+    let got = ok("queues_with_available_jobs", s.queues_with_available_jobs().await);
+    assert_eq!(got, ["a", "b"]);
+}
+
 /// Clearing a queue deletes its waiting jobs (scheduled, available,
 /// retryable) within the scope, and nothing else: not its running or
 /// finished jobs, not another tenant's, not another queue's.

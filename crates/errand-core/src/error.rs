@@ -19,6 +19,17 @@ pub enum StoreError {
         /// What was tried ("retry", "cancel", …).
         action: &'static str,
     },
+    /// An operator's retry would revive a job whose unique key another
+    /// unfinished job now holds: two unfinished jobs would share one key.
+    #[error(
+        "job {id} cannot be retried: its unique key is held by unfinished job {holder}; operate on that job instead"
+    )]
+    UniqueKeyHeld {
+        /// The job that was to be retried.
+        id: JobId,
+        /// The unfinished job holding the key.
+        holder: JobId,
+    },
     /// No queue has this name.
     #[error("queue {0:?} not found")]
     QueueNotFound(String),
@@ -96,6 +107,7 @@ impl StoreError {
                 | StoreError::InvalidState { .. }
                 | StoreError::QueueNotFound(_)
                 | StoreError::QueueNotEmpty { .. }
+                | StoreError::UniqueKeyHeld { .. }
                 | StoreError::LeaseLost { .. }
         )
     }

@@ -238,7 +238,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// An operator's retry: a discarded, cancelled, expired, retryable or
     /// scheduled job becomes available now; if it had used all its attempts
-    /// it is allowed one more. Completed and running jobs are refused.
+    /// it is allowed one more. Completed and running jobs are refused, and so
+    /// is a job whose unique key another unfinished job (same tenant) holds
+    /// ([`StoreError::UniqueKeyHeld`]): one key never has two unfinished jobs.
     async fn retry_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError>;
 
     /// Pauses or resumes a queue (creating it if new).

@@ -147,6 +147,13 @@ enum Slot {
 
 /// Inserts `jobs`, honouring unique keys. Must run inside a transaction
 /// (the advisory locks it takes are released at commit).
+/// The advisory lock of a (tenant, unique key) in `schema`: inserts and
+/// operator retries of jobs with that key take it.
+pub(crate) fn unique_lock_key(schema: &str, tenant: Option<&str>, key: &str) -> i64 {
+    let tenant = tenant.map_or(&b"\0"[..], str::as_bytes);
+    lock_key(&[b"errand.unique", schema.as_bytes(), tenant, key.as_bytes()])
+}
+
 pub(crate) async fn insert_unique(
     conn: &mut PgConnection,
     sql: &Sql,
@@ -162,13 +169,7 @@ pub(crate) async fn insert_unique(
         .iter()
         .filter_map(|j| {
             let (key, _) = j.unique.as_ref()?;
-            let tenant = j.tenant.as_deref().map_or(&b"\0"[..], str::as_bytes);
-            Some(lock_key(&[
-                b"errand.unique",
-                schema.as_bytes(),
-                tenant,
-                key.as_bytes(),
-            ]))
+            Some(unique_lock_key(schema, j.tenant.as_deref(), key))
         })
         .collect();
     keys.sort_unstable();

@@ -49,6 +49,8 @@ statements!(
     list_jobs,
     cancel_job,
     retry_job,
+    retry_job_key,
+    retry_job_holder,
     set_queue_paused,
     clear_queue,
     queues_with_available_jobs,

@@ -347,13 +347,45 @@ impl Store for PostgresStore {
     }
 
     async fn retry_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+        let mut tx = self.inner.pool.begin().await.map_err(db)?;
+        // A job with a unique key is revived only if no other unfinished
+        // job holds the key, checked under the key's advisory lock (the one
+        // inserts take), so no insert can slip in between.
+        let key: Option<(Option<String>, Option<String>)> = sqlx::query_as(&self.inner.sql.retry_job_key)
+            .bind(id.0)
+            .bind(scope_tenant(scope))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if let Some((Some(key), tenant)) = key {
+            let lock = crate::insert::unique_lock_key(&self.inner.schema, tenant.as_deref(), &key);
+            sqlx::query(&self.inner.sql.insert_jobs_lock_keys)
+                .bind(vec![lock])
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            let holder: Option<i64> = sqlx::query_scalar(&self.inner.sql.retry_job_holder)
+                .bind(&key)
+                .bind(tenant.as_deref())
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if let Some(holder) = holder {
+                return Err(StoreError::UniqueKeyHeld {
+                    id,
+                    holder: JobId(holder),
+                });
+            }
+        }
         let r = sqlx::query(&self.inner.sql.retry_job)
             .bind(id.0)
             .bind(scope_tenant(scope))
             .bind(to_micros(now))
-            .fetch_optional(&self.inner.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         match r {
             Some(r) => row::job(&r),
             None => Err(self.refusal(id, scope, "retry").await),

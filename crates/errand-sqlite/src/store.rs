@@ -30,6 +30,7 @@ const COMPLETE_SUCCESSES: &str = include_str!("../sql/complete_successes.sql");
 const COMPLETE_SUCCESSES_RETURNING: &str =
     concat!(include_str!("../sql/complete_successes.sql"), "RETURNING jobs.id");
 const FIND_UNIQUE: &str = include_str!("../sql/find_unique.sql");
+const UNIQUE_HOLDER: &str = include_str!("../sql/unique_holder.sql");
 const RESCUE: &str = include_str!("../sql/rescue_expired_leases.sql");
 const PROMOTE: &str = include_str!("../sql/promote_due.sql");
 const EXPIRE: &str = include_str!("../sql/expire_due.sql");
@@ -532,6 +533,21 @@ fn retry(conn: &Connection, id: JobId, scope: &Scope, now: Timestamp) -> Result<
         | JobState::Expired
         | JobState::Retryable
         | JobState::Scheduled => {
+            if let Some(key) = &job.unique_key {
+                // Under the writer's lock: no insert can race this check.
+                let holder: Option<i64> = conn
+                    .prepare_cached(UNIQUE_HOLDER)
+                    .map_err(err)?
+                    .query_row(params![key, job.tenant, id.0], |r| r.get(0))
+                    .optional()
+                    .map_err(err)?;
+                if let Some(holder) = holder {
+                    return Err(StoreError::UniqueKeyHeld {
+                        id,
+                        holder: JobId(holder),
+                    });
+                }
+            }
             conn.execute(
                 "UPDATE jobs SET state = 'available', run_at = ?2, finished_at = NULL, cancel_requested = 0, \
                  max_attempts = max(max_attempts, attempt + 1), \

@@ -108,6 +108,7 @@ fn store_class(s: &StoreError) -> Class {
         StoreError::InvalidState { .. } | StoreError::QueueNotEmpty { .. } => {
             Class::new(3, "invalid_state", None)
         }
+        StoreError::UniqueKeyHeld { .. } => Class::new(3, "unique_key_held", None),
         StoreError::InvalidConfig(_) => Class::new(2, "config_invalid", None),
         StoreError::Connect(_) | StoreError::Closed | StoreError::SchemaTooNew { .. } => {
             Class::new(1, "store_unavailable", None)

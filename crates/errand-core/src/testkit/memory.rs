@@ -598,6 +598,27 @@ impl Store for MemoryStore {
 
     async fn retry_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
         let mut st = self.lock();
+        let (key, tenant) = {
+            let job = visible_mut(&mut st, id, scope)?;
+            (job.unique_key.clone(), job.tenant.clone())
+        };
+        let retriable = !matches!(
+            visible_mut(&mut st, id, scope)?.state,
+            JobState::Completed | JobState::Running | JobState::Available
+        );
+        if let Some(key) = key.filter(|_| retriable)
+            && let Some(holder) = st.jobs.values().find(|j| {
+                j.id != id
+                    && j.unique_key.as_deref() == Some(key.as_str())
+                    && j.tenant == tenant
+                    && !j.state.is_finished()
+            })
+        {
+            return Err(StoreError::UniqueKeyHeld {
+                id,
+                holder: holder.id,
+            });
+        }
         let job = visible_mut(&mut st, id, scope)?;
         match job.state {
             JobState::Completed | JobState::Running | JobState::Available => Err(StoreError::InvalidState {

@@ -129,6 +129,7 @@ macro_rules! store_conformance {
                 retry_job_revives_an_exhausted_job_with_one_more_attempt,
                 retry_job_makes_unfinished_and_cancelled_jobs_available_now,
                 retry_job_refuses_completed_and_running_jobs,
+                retry_job_refuses_to_revive_a_unique_key_another_job_holds,
                 // queues, leadership
                 set_queue_paused_creates_and_flags_the_queue,
                 clear_queue_deletes_only_waiting_jobs_in_scope,

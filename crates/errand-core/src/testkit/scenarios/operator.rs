@@ -66,6 +66,33 @@ pub async fn cancel_requests_names_the_flagged_running_jobs(store: Arc<dyn Store
     assert!(empty.is_empty());
 }
 
+/// An operator's retry never makes two unfinished jobs with one unique
+/// key: a finished job whose key a newer unfinished job holds is refused
+/// with the holder named, and can be retried once the holder has finished.
+/// The same key under another tenant is no obstacle.
+pub async fn retry_job_refuses_to_revive_a_unique_key_another_job_holds(store: Arc<dyn Store>) {
+    let s = &*store;
+    let old = add(s, NewJob::new("k", "{}").unique_key("nightly"), at(0)).await;
+    ok("cancel_job", s.cancel_job(old, &Scope::All, at(1)).await);
+    let newer = add(s, NewJob::new("k", "{}").unique_key("nightly"), at(2)).await;
+    assert_ne!(old, newer, "the key was free once the old job finished");
+    let other_tenant = add(
+        s,
+        NewJob::new("k", "{}").unique_key("nightly").tenant("t2"),
+        at(2),
+    )
+    .await;
+    assert_ne!(other_tenant, newer);
+    match s.retry_job(old, &Scope::All, at(3)).await {
+        Err(crate::StoreError::UniqueKeyHeld { id, holder }) => assert_eq!((id, holder), (old, newer)),
+        other => panic!("retry of a job whose key is held: {other:?}"),
+    }
+    assert_eq!(state_of(s, old).await, JobState::Cancelled, "nothing was written");
+    ok("cancel_job", s.cancel_job(newer, &Scope::All, at(4)).await);
+    let revived = ok("retry_job", s.retry_job(old, &Scope::All, at(5)).await);
+    assert_eq!(revived.state, JobState::Available);
+}
+
 /// Cancelling a running job only flags it: it stays running under its
 /// lease with `cancel_requested`, and its worker can still finish it.
 pub async fn cancel_job_flags_a_running_job(store: Arc<dyn Store>) {

@@ -336,6 +336,12 @@ pub trait Store: Send + Sync + 'static {
     async fn upkeep(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Finishes what the store does in the background for calls already
+    /// made (PostgreSQL: the wake-ups of inserts, sent after their commit),
+    /// so that a short-lived process may exit without losing them. Default:
+    /// nothing.
+    async fn flush(&self) {}
 }
 
 /// A schedule as a scheduler registers it with the store (see

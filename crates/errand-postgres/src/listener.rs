@@ -121,32 +121,49 @@ async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error>
 /// after their commit, from its own short transactions. Names that arrive
 /// while one NOTIFY is in flight are sent together, once each.
 pub(crate) struct Notifier {
-    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    tx: tokio::sync::mpsc::UnboundedSender<Message>,
+}
+
+/// What the notifier task is sent.
+enum Message {
+    /// NOTIFY this queue.
+    Queue(String),
+    /// Answer once everything sent before has been notified.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 impl Notifier {
     /// Starts the notifier task on `pool` for `channel`.
     pub(crate) fn spawn(pool: PgPool, channel: String) -> Notifier {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
         tokio::spawn(async move {
             let mut queues: Vec<String> = Vec::new();
-            while let Some(q) = rx.recv().await {
-                queues.push(q);
-                while let Ok(q) = rx.try_recv() {
-                    queues.push(q);
+            let mut flushed: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                while let Some(m) = next.take().or_else(|| rx.try_recv().ok()) {
+                    match m {
+                        Message::Queue(q) => queues.push(q),
+                        Message::Flush(done) => flushed.push(done),
+                    }
                 }
                 queues.sort_unstable();
                 queues.dedup();
-                let sent = sqlx::query("SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q")
-                    .bind(&channel)
-                    .bind(&queues)
-                    .execute(&pool)
-                    .await;
-                if let Err(e) = sent {
-                    // Wake-ups are hints: listeners also poll.
-                    tracing::debug!(channel, error = %crate::error::one_line(&e.to_string()), "cannot notify");
+                if !queues.is_empty() {
+                    let sent = sqlx::query("SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q")
+                        .bind(&channel)
+                        .bind(&queues)
+                        .execute(&pool)
+                        .await;
+                    if let Err(e) = sent {
+                        // Wake-ups are hints: listeners also poll.
+                        tracing::debug!(channel, error = %crate::error::one_line(&e.to_string()), "cannot notify");
+                    }
                 }
                 queues.clear();
+                for done in flushed.drain(..) {
+                    let _ = done.send(());
+                }
             }
         });
         Notifier { tx }
@@ -154,6 +171,14 @@ impl Notifier {
 
     /// Asks for a NOTIFY of `queue` (sent soon, after the caller's commit).
     pub(crate) fn notify(&self, queue: &str) {
-        let _ = self.tx.send(queue.to_owned());
+        let _ = self.tx.send(Message::Queue(queue.to_owned()));
+    }
+
+    /// Waits until every NOTIFY asked for before has been sent (or tried).
+    pub(crate) async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(Message::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
     }
 }

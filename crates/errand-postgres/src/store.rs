@@ -536,6 +536,10 @@ impl Store for PostgresStore {
         self.list_schedules_rows().await
     }
 
+    async fn flush(&self) {
+        self.inner.notifier.flush().await;
+    }
+
     async fn upkeep(&self) -> Result<(), StoreError> {
         self.inner.upkeep.poke(&self.inner.pool, &self.inner.schema);
         Ok(())

@@ -302,9 +302,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         };
         let errand = Errand::new(store);
         let as_json = cli.global.json;
-        match &cli.command {
-            Command::Serve(_) => cli::run::run(errand, &config, schedules, "serve").await,
-            Command::Work(_) => cli::run::run(errand, &config, schedules, "work").await,
+        let outcome = match &cli.command {
+            Command::Serve(_) => cli::run::run(errand.clone(), &config, schedules, "serve").await,
+            Command::Work(_) => cli::run::run(errand.clone(), &config, schedules, "work").await,
             Command::Migrate => {
                 if as_json {
                     cli::output::json(
@@ -324,7 +324,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Queues(cmd) => cli::jobs::queues(&errand, cmd, as_json).await,
             Command::Schedule(_) => cli::schedule::list(&errand, as_json).await,
             Command::Bench(_) => unreachable!("handled above"),
-        }
+        };
+        // The wake-ups of what this process enqueued or retried go out
+        // before it exits (PostgreSQL sends them after the commit).
+        errand.store().flush().await;
+        outcome
     })
 }
 

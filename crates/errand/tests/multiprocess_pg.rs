@@ -478,3 +478,65 @@ fn a_cancel_from_another_process_stops_a_running_job_at_once() {
     assert!(took < Duration::from_millis(1500), "the cancel took {took:?}");
     w.stop(Duration::from_secs(20));
 }
+
+/// A job enqueued by a short-lived `errand enqueue` wakes a PostgreSQL
+/// worker at once: the NOTIFY, sent after the commit, goes out before the
+/// process exits (the worker here would otherwise look only every 30 s).
+#[test]
+fn an_enqueue_from_the_command_line_wakes_a_postgres_worker_at_once() {
+    let Some(url) = server_url() else { return };
+    let schema = Schema::numbered(&url, 903);
+    let s = Scratch::new();
+    std::fs::write(
+        s.path("errand.toml"),
+        "[worker]\npoll_interval = \"30s\"\nqueues = { default = 2 }\n",
+    )
+    .unwrap();
+    let pg = |args: &[&str]| {
+        let mut cmd = s.bare();
+        cmd.args(["--database", &url, "--postgres-schema", &schema.name])
+            .args(args);
+        cmd
+    };
+    common::expect_ok(&["migrate"], pg(&["migrate"]).output().unwrap());
+    let mut w = Proc::spawn(pg(&["work"]), &s.path("work.log"));
+    assert!(
+        common::eventually(Duration::from_secs(20), || w
+            .log_text()
+            .contains("worker started")),
+        "{}",
+        w.log_text()
+    );
+    // Let the worker's first claim find nothing, so it waits on the channel.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !w.log_text().contains("maintenance leader") {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let args = json!({"argv": ["true"]}).to_string();
+    let out = common::expect_ok(
+        &["enqueue"],
+        pg(&["--json", "enqueue", "command", "--args", &args])
+            .output()
+            .unwrap(),
+    );
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let state = || {
+        let out = common::expect_ok(
+            &["jobs", "show"],
+            pg(&["--json", "jobs", "show", &id]).output().unwrap(),
+        );
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        common::eventually(Duration::from_secs(10), || state() == "completed"),
+        "the job waited for the poll: {}",
+        w.log_text()
+    );
+    w.stop(Duration::from_secs(20));
+}

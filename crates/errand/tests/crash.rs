@@ -268,3 +268,61 @@ async fn a_stale_workers_completion_is_refused_after_rescue() {
     assert!(j.errors[0].message.contains("stale-worker"), "{:?}", j.errors);
     assert_eq!(completed(&*store, "fence").await, (1, 1), "completed once");
 }
+
+/// Command jobs whose processes spawn children, under repeated SIGKILLs of
+/// their worker: a rescued job never starts while a copy of it still runs.
+/// Each job holds an exclusive `flock` on a file of its own for as long as
+/// any of its processes lives (the lock is inherited by its children); a
+/// second copy that finds it taken records an overlap. A job runs longer
+/// than a rescue takes (lease 2 s, leader 2 s), so a copy left running by a
+/// killed worker would still hold the lock when its retry starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_workers_never_leave_a_command_copy_running_beside_its_retry() {
+    const JOBS: usize = 8;
+    let s = Scratch::new();
+    std::fs::write(
+        s.path("errand.toml"),
+        format!("{CONFIG}leader_ttl = \"2s\"\n\n[queue.default]\nconcurrency = 4\n"),
+    )
+    .unwrap();
+    let overlaps = s.path("overlaps.txt");
+    let locks = s.path("locks");
+    std::fs::create_dir(&locks).unwrap();
+    let store = open(&s).await;
+    let errand = Errand::new(store.clone());
+    let line = format!(
+        "flock -n '{locks}/'$ERRAND_JOB_ID sh -c 'sleep 5 & sleep 5; wait' || echo $ERRAND_JOB_ID >> '{overlaps}'",
+        locks = locks.display(),
+        overlaps = overlaps.display()
+    );
+    let argv = json!({"argv": ["sh", "-c", line]});
+    let batch = (0..JOBS)
+        .map(|_| {
+            NewJob::new("command", argv.to_string()).retry(RetryPolicy::fixed(Duration::from_millis(200)))
+        })
+        .collect();
+    errand.client().enqueue_many(batch).await.expect("enqueue");
+
+    let mut rng = Rng::from_env_or_time("ERRAND_CRASH_SEED");
+    let mut last = work(&s, 0);
+    for round in 1..=4 {
+        tokio::time::sleep(rng.millis(400, 1200)).await;
+        last.kill9();
+        last = work(&s, round);
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while (completed(&*store, "default").await.0 as usize) < JOBS {
+        assert!(
+            Instant::now() < deadline,
+            "not every job completed; last worker's log:\n{}",
+            last.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    last.stop(Duration::from_secs(20));
+    let overlapped = std::fs::read_to_string(&overlaps).unwrap_or_default();
+    assert!(
+        overlapped.trim().is_empty(),
+        "a copy of these jobs started while an earlier copy still ran: {overlapped}"
+    );
+}

@@ -42,10 +42,10 @@ fn codes_in(text: &str) -> Vec<String> {
         // ValidationError::new(field, code, …) / invalid(field, code, …) /
         // setting(field, code, …) over several lines: the code is the
         // literal after the field's.
-        if t.ends_with("ValidationError::new(") || t.ends_with("invalid(") || t.ends_with("setting(") {
-            if let Some(code) = lines.get(i + 2).and_then(|l| literal(l.trim())) {
-                out.push(code);
-            }
+        if (t.ends_with("ValidationError::new(") || t.ends_with("invalid(") || t.ends_with("setting("))
+            && let Some(code) = lines.get(i + 2).and_then(|l| literal(l.trim()))
+        {
+            out.push(code);
         }
         for call in ["ValidationError::new(\"", "invalid(\"", "setting(\""] {
             if let Some(at) = t.find(call) {

@@ -243,8 +243,15 @@ pub trait Store: Send + Sync + 'static {
     /// ([`StoreError::UniqueKeyHeld`]): one key never has two unfinished jobs.
     async fn retry_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError>;
 
-    /// Pauses or resumes a queue (creating it if new).
-    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> Result<(), StoreError>;
+    /// Pauses or resumes a queue. An unknown queue is created when `create`
+    /// is set, else refused with [`StoreError::QueueNotFound`] (nothing written).
+    async fn set_queue_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        create: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Deletes the jobs of `queue` that wait to run (scheduled, available,
     /// retryable) and that `scope` may see; running and finished jobs stay.

@@ -50,9 +50,7 @@ impl Client {
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Inserted>, EnqueueError> {
         let now = self.rt.clock.now();
         let valid = validate::validate_batch(jobs, &self.rt.limits, now)?;
-        for (i, j) in valid.iter().enumerate() {
-            self.rt.check_args(&j.kind, &j.args).map_err(|e| e.at(i))?;
-        }
+        self.rt.check_all_args(&valid)?;
         let mut queues: Vec<String> = Vec::new();
         for j in &valid {
             if j.run_at <= now && !queues.contains(&j.queue) {
@@ -97,22 +95,30 @@ impl Client {
     }
 
     /// Pauses a queue: workers stop claiming from it; running jobs finish.
+    /// It is created (paused) if new, so that it can be paused before its
+    /// first job; [`Client::pause_known`] refuses an unknown queue instead.
     pub async fn pause(&self, queue: &str) -> Result<(), EnqueueError> {
+        self.set_paused(queue, true, true).await
+    }
+
+    /// Pauses a queue that exists; an unknown one is
+    /// [`StoreError::QueueNotFound`] (a typo does not create a queue).
+    pub async fn pause_known(&self, queue: &str) -> Result<(), EnqueueError> {
+        self.set_paused(queue, true, false).await
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool, create: bool) -> Result<(), EnqueueError> {
         validate::queue_name("queue", queue)?;
         Ok(self
             .rt
             .store
-            .set_queue_paused(queue, true, self.rt.clock.now())
+            .set_queue_paused(queue, paused, create, self.rt.clock.now())
             .await?)
     }
 
-    /// Resumes a paused queue.
+    /// Resumes a paused queue; an unknown one is [`StoreError::QueueNotFound`].
     pub async fn resume(&self, queue: &str) -> Result<(), EnqueueError> {
-        validate::queue_name("queue", queue)?;
-        self.rt
-            .store
-            .set_queue_paused(queue, false, self.rt.clock.now())
-            .await?;
+        self.set_paused(queue, false, false).await?;
         self.rt.hub.wake(queue);
         Ok(())
     }

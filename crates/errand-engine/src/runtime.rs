@@ -60,18 +60,16 @@ impl Errand {
             .insert(kind.into(), executor);
     }
 
-    /// Runs the args check registered for `kind`, if any.
-    pub fn check_args(&self, kind: &str, args: &str) -> Result<(), ValidationError> {
-        let check = self
-            .args_checks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(kind)
-            .cloned();
-        match check {
-            Some(executor) => executor.check_args(args),
-            None => Ok(()),
+    /// Runs the registered args check of each job's kind; the error names
+    /// the job's index. Takes the registry's lock once for the batch.
+    pub(crate) fn check_all_args(&self, jobs: &[errand_core::ValidJob]) -> Result<(), ValidationError> {
+        let checks = self.args_checks.read().unwrap_or_else(|e| e.into_inner());
+        for (i, j) in jobs.iter().enumerate() {
+            if let Some(executor) = checks.get(&j.kind) {
+                executor.check_args(&j.args).map_err(|e| e.at(i))?;
+            }
         }
+        Ok(())
     }
 
     /// Uses `clock` instead of the system clock (tests).

@@ -364,10 +364,12 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+            let unfinished: Vec<&str> = JobState::UNFINISHED.iter().map(|s| s.as_str()).collect();
             let holder: Option<i64> = sqlx::query_scalar(&self.inner.sql.retry_job_holder)
                 .bind(&key)
                 .bind(tenant.as_deref())
                 .bind(id.0)
+                .bind(&unfinished)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -392,14 +394,24 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(&self.inner.sql.set_queue_paused)
+    async fn set_queue_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        create: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(&self.inner.sql.set_queue_paused)
             .bind(queue)
             .bind(paused)
             .bind(to_micros(now))
+            .bind(create)
             .execute(&self.inner.pool)
             .await
             .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::QueueNotFound(queue.to_owned()));
+        }
         Ok(())
     }
 

@@ -535,10 +535,11 @@ fn retry(conn: &Connection, id: JobId, scope: &Scope, now: Timestamp) -> Result<
         | JobState::Scheduled => {
             if let Some(key) = &job.unique_key {
                 // Under the writer's lock: no insert can race this check.
+                let unfinished = json(&JobState::UNFINISHED.map(JobState::as_str))?;
                 let holder: Option<i64> = conn
                     .prepare_cached(UNIQUE_HOLDER)
                     .map_err(err)?
-                    .query_row(params![key, job.tenant, id.0], |r| r.get(0))
+                    .query_row(params![key, job.tenant, id.0, unfinished], |r| r.get(0))
                     .optional()
                     .map_err(err)?;
                 if let Some(holder) = holder {
@@ -959,17 +960,33 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> Result<(), StoreError> {
+    async fn set_queue_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        create: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let queue = queue.to_owned();
         self.inner
             .writer
             .run(move |conn| {
-                conn.execute(
-                    "INSERT INTO queues (name, paused, created_at) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
-                    params![queue, paused as i64, to_micros(now)],
-                )
+                let changed = if create {
+                    conn.execute(
+                        "INSERT INTO queues (name, paused, created_at) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+                        params![queue, paused as i64, to_micros(now)],
+                    )
+                } else {
+                    conn.execute(
+                        "UPDATE queues SET paused = ?2 WHERE name = ?1",
+                        params![queue, paused as i64],
+                    )
+                }
                 .map_err(err)?;
+                if changed == 0 {
+                    return Err(StoreError::QueueNotFound(queue));
+                }
                 Ok(())
             })
             .await
@@ -1014,7 +1031,7 @@ impl Store for SqliteStore {
 
     async fn remove_queue(&self, queue: &str) -> Result<(), StoreError> {
         let name = queue.to_owned();
-        let finished = json(&JobState::FINISHED.map(JobState::as_str))?;
+        let unfinished = json(&JobState::UNFINISHED.map(JobState::as_str))?;
         self.inner
             .writer
             .run(move |conn| {
@@ -1030,8 +1047,8 @@ impl Store for SqliteStore {
                 let unfinished: i64 = conn
                     .query_row(
                         "SELECT count(*) FROM jobs WHERE queue = ?1 \
-                         AND state NOT IN (SELECT value FROM json_each(?2))",
-                        params![name, finished],
+                         AND state IN (SELECT value FROM json_each(?2))",
+                        params![name, unfinished],
                         |r| r.get(0),
                     )
                     .map_err(err)?;

@@ -640,8 +640,18 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn set_queue_paused(&self, queue: &str, paused: bool, _now: Timestamp) -> Result<(), StoreError> {
-        self.lock().queue(queue).paused = paused;
+    async fn set_queue_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        create: bool,
+        _now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        if !create && !st.queues.contains_key(queue) {
+            return Err(StoreError::QueueNotFound(queue.to_owned()));
+        }
+        st.queue(queue).paused = paused;
         Ok(())
     }
 

@@ -132,6 +132,7 @@ macro_rules! store_conformance {
                 retry_job_refuses_to_revive_a_unique_key_another_job_holds,
                 // queues, leadership
                 set_queue_paused_creates_and_flags_the_queue,
+                set_queue_paused_without_create_refuses_an_unknown_queue,
                 clear_queue_deletes_only_waiting_jobs_in_scope,
                 queues_with_available_jobs_names_only_those,
                 remove_queue_refuses_a_busy_queue_and_forgets_an_empty_one,

@@ -173,7 +173,10 @@ async fn an_operator_retry_and_a_resumed_queue_wake_waiters() {
         .insert_jobs(vec![valid(NewJob::new("k", "{}").run_at(at(600)), at(0))], at(0))
         .await
         .unwrap();
-    other.set_queue_paused("default", true, at(1)).await.unwrap();
+    other
+        .set_queue_paused("default", true, true, at(1))
+        .await
+        .unwrap();
 
     let wait = wait_in_background(&waiter);
     settle().await;
@@ -188,7 +191,10 @@ async fn an_operator_retry_and_a_resumed_queue_wake_waiters() {
 
     let wait = wait_in_background(&waiter);
     settle().await;
-    other.set_queue_paused("default", false, at(3)).await.unwrap();
+    other
+        .set_queue_paused("default", false, true, at(3))
+        .await
+        .unwrap();
     assert!(
         wait.await.unwrap() < PROMPT,
         "resuming a queue did not wake the waiter"

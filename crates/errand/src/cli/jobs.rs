@@ -8,7 +8,6 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use errand::{Errand, JobId, JobState, NewJob};
-use errand_core::StoreError;
 use errand_core::store::{JobFilter, Scope};
 use errand_core::validate::{Limits, ValidationError};
 
@@ -575,11 +574,13 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
             Ok(())
         }
         QueuesCmd::Pause { queue, create } => {
-            if !create && !client.queues().await?.iter().any(|q| q.name == *queue) {
-                return Err(StoreError::QueueNotFound(queue.clone()))
-                    .context("cannot pause a queue that does not exist (pass --create to create it paused)");
+            if *create {
+                client.pause(queue).await?;
+            } else {
+                client.pause_known(queue).await.context(
+                    "cannot pause a queue that does not exist (pass --create to create it paused)",
+                )?;
             }
-            client.pause(queue).await?;
             if as_json {
                 output::json(&json!({ "queue": queue, "paused": true }))
             } else {
@@ -606,9 +607,6 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
             }
         }
         QueuesCmd::Resume { queue } => {
-            if !client.queues().await?.iter().any(|q| q.name == *queue) {
-                return Err(StoreError::QueueNotFound(queue.clone()).into());
-            }
             let pause = false;
             client.resume(queue).await?;
             if as_json {

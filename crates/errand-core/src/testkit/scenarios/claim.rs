@@ -77,7 +77,10 @@ pub async fn claim_skips_scheduled_foreign_paused_early_and_expired_jobs(store: 
     let ids = |jobs: Vec<crate::Job>| jobs.iter().map(|j| j.id).collect::<Vec<JobId>>();
     let scheduled = add(s, NewJob::new("k", "{}").run_at(at(10)), now).await;
     let other_queue = add(s, job_in("other", "k"), now).await;
-    ok("set_queue_paused", s.set_queue_paused("frozen", true, now).await);
+    ok(
+        "set_queue_paused",
+        s.set_queue_paused("frozen", true, true, now).await,
+    );
     let paused = add(s, job_in("frozen", "k"), now).await;
     let expiring = add(s, NewJob::new("k", "{}").expires_at(at(5)), now).await;
     let fresh = add(s, NewJob::new("k", "{}").expires_at(at(500)), now).await;
@@ -122,7 +125,7 @@ pub async fn claim_skips_scheduled_foreign_paused_early_and_expired_jobs(store: 
     claim_id(s, "skewed", early, at(3)).await;
     ok(
         "set_queue_paused",
-        s.set_queue_paused("frozen", false, at(7)).await,
+        s.set_queue_paused("frozen", false, true, at(7)).await,
     );
     claim_id(s, "frozen", paused, at(7)).await;
     claim_id(s, "other", other_queue, at(7)).await;

@@ -20,7 +20,10 @@ pub async fn queues_with_available_jobs_names_only_those(store: Arc<dyn Store>) 
     claim_id(s, "busy", busy, at(1)).await;
     let done = add(s, job_in("done", "k"), at(0)).await;
     run_to_completion(s, "done", done, at(1)).await;
-    ok("set_queue_paused", s.set_queue_paused("empty", true, at(1)).await);
+    ok(
+        "set_queue_paused",
+        s.set_queue_paused("empty", true, true, at(1)).await,
+    );
     let got = ok("queues_with_available_jobs", s.queues_with_available_jobs().await);
     assert_eq!(got, ["a", "b"]);
 }
@@ -100,13 +103,41 @@ pub async fn remove_queue_refuses_a_busy_queue_and_forgets_an_empty_one(store: A
     assert_eq!(q.counts.get(&JobState::Available), Some(&1), "{q:?}");
 }
 
+/// Without `create`, pausing or resuming an unknown queue is refused as not
+/// found and creates nothing; a known queue is paused and resumed.
+pub async fn set_queue_paused_without_create_refuses_an_unknown_queue(store: Arc<dyn Store>) {
+    let s = &*store;
+    for paused in [true, false] {
+        match s.set_queue_paused("nosuch", paused, false, at(0)).await {
+            Err(crate::StoreError::QueueNotFound(q)) => assert_eq!(q, "nosuch"),
+            other => panic!("set_queue_paused of an unknown queue: {other:?}"),
+        }
+    }
+    let listed = ok("list_queues", s.list_queues(at(0)).await);
+    assert!(
+        listed.iter().all(|q| q.name != "nosuch"),
+        "nothing created: {listed:?}"
+    );
+    add(s, job_in("known", "k"), at(0)).await;
+    ok(
+        "set_queue_paused",
+        s.set_queue_paused("known", true, false, at(1)).await,
+    );
+    assert!(queue_stats(s, "known", at(1)).await.paused);
+    ok(
+        "set_queue_paused",
+        s.set_queue_paused("known", false, false, at(2)).await,
+    );
+    assert!(!queue_stats(s, "known", at(2)).await.paused);
+}
+
 /// Pausing creates an unknown queue and lists it as paused (with no jobs);
 /// resuming lists it as unpaused; pausing twice is harmless.
 pub async fn set_queue_paused_creates_and_flags_the_queue(store: Arc<dyn Store>) {
     let s = &*store;
     ok(
         "set_queue_paused",
-        s.set_queue_paused("nightly", true, at(0)).await,
+        s.set_queue_paused("nightly", true, true, at(0)).await,
     );
     let q = queue_stats(s, "nightly", at(0)).await;
     assert!(q.paused, "paused: {q:?}");
@@ -117,12 +148,12 @@ pub async fn set_queue_paused_creates_and_flags_the_queue(store: Arc<dyn Store>)
     assert_eq!(q.oldest_available_age, None);
     ok(
         "set_queue_paused",
-        s.set_queue_paused("nightly", true, at(1)).await,
+        s.set_queue_paused("nightly", true, true, at(1)).await,
     );
     assert!(queue_stats(s, "nightly", at(1)).await.paused, "still paused");
     ok(
         "set_queue_paused",
-        s.set_queue_paused("nightly", false, at(2)).await,
+        s.set_queue_paused("nightly", false, true, at(2)).await,
     );
     assert!(!queue_stats(s, "nightly", at(2)).await.paused, "resumed");
 
@@ -130,7 +161,7 @@ pub async fn set_queue_paused_creates_and_flags_the_queue(store: Arc<dyn Store>)
     add(s, job_in("busy", "k"), at(3)).await;
     ok(
         "set_queue_paused",
-        s.set_queue_paused("nightly", true, at(4)).await,
+        s.set_queue_paused("nightly", true, true, at(4)).await,
     );
     assert!(
         !queue_stats(s, "busy", at(4)).await.paused,

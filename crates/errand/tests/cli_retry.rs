@@ -14,14 +14,6 @@ fn show(s: &Scratch, id: i64) -> Value {
     s.json(&["jobs", "show", &id.to_string()])
 }
 
-/// The job's retry policy as stored (a JSON value, or JSON text).
-fn retry_of(job: &Value) -> Value {
-    match &job["retry"] {
-        Value::String(t) => serde_json::from_str(t).unwrap(),
-        v => v.clone(),
-    }
-}
-
 #[test]
 fn enqueue_flags_set_the_jobs_own_policy() {
     let s = Scratch::new();
@@ -39,7 +31,7 @@ fn enqueue_flags_set_the_jobs_own_policy() {
         .as_i64()
         .unwrap();
     let job = show(&s, id);
-    let retry = retry_of(&job);
+    let retry = &job["retry"];
     assert_eq!(retry["backoff"]["kind"], "fixed", "{job}");
     assert_eq!(retry["backoff"]["delay_ms"], 60_000, "{job}");
     assert_eq!(job["max_attempts"], 3);

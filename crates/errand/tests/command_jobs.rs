@@ -234,10 +234,7 @@ fn command_jobs_get_a_clean_environment() {
     let mut w = Proc::spawn(cmd, &s.path("work.log"));
     assert!(eventually(Duration::from_secs(20), || state(&s, id) == "completed"));
     w.stop(Duration::from_secs(20));
-    let result = match job(&s, id)["result"].clone() {
-        Value::String(text) => serde_json::from_str(&text).expect("a JSON result"),
-        v => v,
-    };
+    let result = job(&s, id)["result"].clone();
     let stdout = result["stdout"]
         .as_str()
         .unwrap_or_else(|| panic!("no stdout in {result}"));

@@ -418,59 +418,84 @@ fn json_jobs_read_the_same_on_both_stores() {
     );
 }
 
+/// The `errand` command line on one PostgreSQL schema of this run.
+struct PgCli {
+    s: Scratch,
+    url: String,
+    schema: Schema,
+}
+
+impl PgCli {
+    /// A scratch directory with `config` as its errand.toml, and a migrated
+    /// schema numbered `n`.
+    fn new(url: &str, n: u32, config: &str) -> PgCli {
+        let s = Scratch::new();
+        std::fs::write(s.path("errand.toml"), config).unwrap();
+        let cli = PgCli {
+            s,
+            url: url.to_owned(),
+            schema: Schema::numbered(url, n),
+        };
+        cli.ok(&["migrate"]);
+        cli
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = self.s.bare();
+        cmd.args(["--database", &self.url, "--postgres-schema", &self.schema.name])
+            .args(args);
+        cmd
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        common::expect_ok(args, self.cmd(args).output().unwrap())
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// Enqueues a `command` job running `argv`; returns its id.
+    fn enqueue_command(&self, argv: &[&str]) -> String {
+        let args = json!({ "argv": argv }).to_string();
+        self.json(&["enqueue", "command", "--args", &args])["id"].to_string()
+    }
+
+    fn state(&self, id: &str) -> String {
+        self.json(&["jobs", "show", id])["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn work(&self) -> Proc {
+        Proc::spawn(self.cmd(&["work"]), &self.s.path("work.log"))
+    }
+}
+
 /// On PostgreSQL a cancel from another process reaches the running job
 /// through NOTIFY, well before the heartbeat (10 s here).
 #[test]
 fn a_cancel_from_another_process_stops_a_running_job_at_once() {
     let Some(url) = server_url() else { return };
-    let schema = Schema::numbered(&url, 902);
-    let s = Scratch::new();
-    std::fs::write(
-        s.path("errand.toml"),
+    let pg = PgCli::new(
+        &url,
+        902,
         "[worker]\nlease = \"30s\"\nheartbeat = \"10s\"\nqueues = { default = 2 }\n",
-    )
-    .unwrap();
-    let pg = |args: &[&str]| {
-        let mut cmd = s.bare();
-        cmd.args(["--database", &url, "--postgres-schema", &schema.name])
-            .args(args);
-        cmd
-    };
-    common::expect_ok(&["migrate"], pg(&["migrate"]).output().unwrap());
-    let args = json!({"argv": ["sleep", "30"]}).to_string();
-    let out = common::expect_ok(
-        &["enqueue"],
-        pg(&["--json", "enqueue", "command", "--args", &args])
-            .output()
-            .unwrap(),
     );
-    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
-        .as_i64()
-        .unwrap()
-        .to_string();
-    let state = || {
-        let out = common::expect_ok(
-            &["jobs", "show"],
-            pg(&["--json", "jobs", "show", &id]).output().unwrap(),
-        );
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()["state"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let mut w = Proc::spawn(pg(&["work"]), &s.path("work.log"));
+    let id = pg.enqueue_command(&["sleep", "30"]);
+    let mut w = pg.work();
     assert!(
-        common::eventually(Duration::from_secs(20), || state() == "running"),
+        common::eventually(Duration::from_secs(20), || pg.state(&id) == "running"),
         "{}",
         w.log_text()
     );
-    common::expect_ok(
-        &["jobs", "cancel"],
-        pg(&["jobs", "cancel", &id]).output().unwrap(),
-    );
+    pg.ok(&["jobs", "cancel", &id]);
     let asked = Instant::now();
     assert!(
-        common::eventually(Duration::from_secs(8), || state() == "cancelled"),
+        common::eventually(Duration::from_secs(8), || pg.state(&id) == "cancelled"),
         "{}",
         w.log_text()
     );
@@ -485,56 +510,24 @@ fn a_cancel_from_another_process_stops_a_running_job_at_once() {
 #[test]
 fn an_enqueue_from_the_command_line_wakes_a_postgres_worker_at_once() {
     let Some(url) = server_url() else { return };
-    let schema = Schema::numbered(&url, 903);
-    let s = Scratch::new();
-    std::fs::write(
-        s.path("errand.toml"),
+    let pg = PgCli::new(
+        &url,
+        903,
         "[worker]\npoll_interval = \"30s\"\nqueues = { default = 2 }\n",
-    )
-    .unwrap();
-    let pg = |args: &[&str]| {
-        let mut cmd = s.bare();
-        cmd.args(["--database", &url, "--postgres-schema", &schema.name])
-            .args(args);
-        cmd
-    };
-    common::expect_ok(&["migrate"], pg(&["migrate"]).output().unwrap());
-    let mut w = Proc::spawn(pg(&["work"]), &s.path("work.log"));
+    );
+    let mut w = pg.work();
+    // Once it leads maintenance, its first claims have found nothing and
+    // it waits on the channel.
     assert!(
         common::eventually(Duration::from_secs(20), || w
             .log_text()
-            .contains("worker started")),
+            .contains("maintenance leader")),
         "{}",
         w.log_text()
     );
-    // Let the worker's first claim find nothing, so it waits on the channel.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && !w.log_text().contains("maintenance leader") {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let args = json!({"argv": ["true"]}).to_string();
-    let out = common::expect_ok(
-        &["enqueue"],
-        pg(&["--json", "enqueue", "command", "--args", &args])
-            .output()
-            .unwrap(),
-    );
-    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
-        .as_i64()
-        .unwrap()
-        .to_string();
-    let state = || {
-        let out = common::expect_ok(
-            &["jobs", "show"],
-            pg(&["--json", "jobs", "show", &id]).output().unwrap(),
-        );
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()["state"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let id = pg.enqueue_command(&["true"]);
     assert!(
-        common::eventually(Duration::from_secs(10), || state() == "completed"),
+        common::eventually(Duration::from_secs(10), || pg.state(&id) == "completed"),
         "the job waited for the poll: {}",
         w.log_text()
     );

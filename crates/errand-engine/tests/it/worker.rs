@@ -183,8 +183,9 @@ async fn timeout_is_a_retryable_error() {
     running.shutdown().await;
 }
 
-#[tokio::test]
-async fn operator_cancel_stops_a_running_job() {
+/// Runs a job that waits for its cancel on a worker with `config`, cancels
+/// it once it runs, and waits (at most `within`) for it to end cancelled.
+async fn cancel_a_running_job(config: errand_engine::WorkerConfig, within: Duration) {
     let env = env().await;
     let calls = Arc::new(AtomicUsize::new(0));
     let running = env
@@ -192,7 +193,7 @@ async fn operator_cancel_stops_a_running_job() {
         .worker()
         .queue("default", 2)
         .register(FailHandler(calls.clone()))
-        .config(fast_config())
+        .config(config)
         .build()
         .unwrap()
         .start();
@@ -207,9 +208,16 @@ async fn operator_cancel_stops_a_running_job() {
     wait_for(&env, id, JobState::Running).await;
     let flagged = env.errand.client().cancel(id, &Scope::All).await.unwrap();
     assert!(flagged.cancel_requested);
-    let job = wait_for(&env, id, JobState::Cancelled).await;
+    let job = tokio::time::timeout(within, wait_for(&env, id, JobState::Cancelled))
+        .await
+        .expect("the cancel waited for the heartbeat");
     assert_eq!(job.errors.last().unwrap().message, "cancelled by an operator");
     running.shutdown().await;
+}
+
+#[tokio::test]
+async fn operator_cancel_stops_a_running_job() {
+    cancel_a_running_job(fast_config(), Duration::from_secs(10)).await;
 }
 
 #[tokio::test]
@@ -240,36 +248,12 @@ async fn shutdown_hands_back_unfinished_jobs_without_spending_an_attempt() {
 /// before the next heartbeat (10 s here).
 #[tokio::test]
 async fn operator_cancel_does_not_wait_for_the_heartbeat() {
-    let env = env().await;
-    let calls = Arc::new(AtomicUsize::new(0));
     let config = errand_engine::WorkerConfig {
         lease: Duration::from_secs(30),
         heartbeat: Duration::from_secs(10),
         ..fast_config()
     };
-    let running = env
-        .errand
-        .worker()
-        .queue("default", 2)
-        .register(FailHandler(calls.clone()))
-        .config(config)
-        .build()
-        .unwrap()
-        .start();
-    let job = NewJob::from_args(
-        "fail",
-        &Fail {
-            how: "wait-cancel".into(),
-        },
-    )
-    .unwrap();
-    let id = env.errand.client().enqueue(job).await.unwrap().id;
-    wait_for(&env, id, JobState::Running).await;
-    env.errand.client().cancel(id, &Scope::All).await.unwrap();
-    let cancelled =
-        tokio::time::timeout(Duration::from_secs(3), wait_for(&env, id, JobState::Cancelled)).await;
-    assert!(cancelled.is_ok(), "the cancel waited for the heartbeat");
-    running.shutdown().await;
+    cancel_a_running_job(config, Duration::from_secs(3)).await;
 }
 
 /// A job of a kind this worker has no executor for waits, its attempt not

@@ -81,6 +81,10 @@ pub enum StoreError {
     /// The backend failed; the message is for operators, not end users.
     #[error("store backend error: {0}")]
     Backend(String),
+    /// The caller's scope does not allow the action (a tenant-scoped caller
+    /// acting on something every tenant shares). The message names the action.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// The store is shutting down and accepts no more work.
     #[error("the store is closed")]
     Closed,
@@ -109,6 +113,7 @@ impl StoreError {
                 | StoreError::QueueNotEmpty { .. }
                 | StoreError::UniqueKeyHeld { .. }
                 | StoreError::LeaseLost { .. }
+                | StoreError::Forbidden(_)
         )
     }
 }

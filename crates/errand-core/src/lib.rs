@@ -6,7 +6,10 @@
 //!   resolution of an outcome into the store write that records it.
 //! - [`retry`]: retry policies (fixed, linear, exponential with jitter and a cap).
 //! - [`validate`]: input validation with errors that name the field and the rule.
-//! - [`store`]: the [`Store`] port every backend implements.
+//! - [`store`]: the store port every backend implements, by role: the hot
+//!   path ([`JobQueue`]), maintenance primitives ([`Housekeeping`]), the
+//!   tenant-scoped operator model ([`Operator`]), [`Leadership`] and
+//!   [`Schedules`]; [`Store`] is all five.
 //! - [`clock`]: an injectable clock, so tests never sleep.
 //! - `testkit` (feature `testkit`): the conformance suite every backend runs.
 //!
@@ -31,9 +34,16 @@ pub use job::{
 };
 pub use retry::{Backoff, RetryPolicies, RetryPolicy};
 pub use store::{
-    ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
-    ScheduleOutcome, ScheduleRegistration, ScheduleState, ScheduleTick, Scope, Store, TickResult,
+    ClaimRequest, CompletionResult, Housekeeping, Inserted, JobFilter, JobPage, JobQueue, LapsedLease,
+    Leadership, LeaseReport, Operator, PruneRequest, QueueStats, ScheduleOutcome, ScheduleRegistration,
+    ScheduleState, ScheduleTick, Schedules, Scope, Store, TickResult,
 };
+
+/// The store's role traits, to call a concrete store's methods:
+/// `use errand_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::store::{Housekeeping, JobQueue, Leadership, Operator, Schedules, Store};
+}
 pub use validate::{Limits, ValidJob, ValidationError};
 
 /// A point in time, with microsecond precision once stored.

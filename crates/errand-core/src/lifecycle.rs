@@ -12,6 +12,7 @@
 //!                                      └─────────────────────────────────────────────────┘
 //!  scheduled/available/retryable ──► cancelled | expired;   running ──► cancelled | expired
 //!  discarded/cancelled/expired ──operator retry──► available
+//!  scheduled/available/retryable ──operator discard──► discarded
 //! ```
 
 use std::fmt;
@@ -58,6 +59,30 @@ pub enum Event {
     Expire,
     /// An operator retried it.
     OperatorRetry,
+    /// An operator discarded it before it started.
+    OperatorDiscard,
+}
+
+impl Event {
+    /// Every event, once (the two values of each flag included).
+    pub const ALL: [Event; 16] = [
+        Event::Insert { due: true },
+        Event::Insert { due: false },
+        Event::Promote,
+        Event::Claim,
+        Event::Complete,
+        Event::Fail { attempts_left: true },
+        Event::Fail { attempts_left: false },
+        Event::Discard,
+        Event::Snooze,
+        Event::HandBack,
+        Event::Rescue { attempts_left: true },
+        Event::Rescue { attempts_left: false },
+        Event::Cancel,
+        Event::Expire,
+        Event::OperatorRetry,
+        Event::OperatorDiscard,
+    ];
 }
 
 /// An event that is not allowed in the job's state.
@@ -102,7 +127,60 @@ pub fn transition(from: Option<JobState>, event: Event) -> Result<JobState, Ille
         (Scheduled | Available | Retryable | Running, Event::Cancel) => Ok(Cancelled),
         (Scheduled | Available | Retryable | Running, Event::Expire) => Ok(Expired),
         (Scheduled | Retryable | Discarded | Cancelled | Expired, Event::OperatorRetry) => Ok(Available),
+        (Scheduled | Available | Retryable, Event::OperatorDiscard) => Ok(Discarded),
         _ => illegal,
+    }
+}
+
+/// The states `event` is allowed from, in [`JobState::ALL`] order: the
+/// guard of the store write that records it. Stores build their state
+/// lists from this (see [`sql_states`]) instead of typing them again.
+pub fn sources(event: Event) -> Vec<JobState> {
+    JobState::ALL
+        .into_iter()
+        .filter(|s| transition(Some(*s), event).is_ok())
+        .collect()
+}
+
+/// [`sources`] as an SQL list of string literals (`'scheduled', 'available'`),
+/// to splice into a statement's `state IN (…)` guard.
+pub fn sql_states(event: Event) -> String {
+    sources(event)
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The rescue the engine writes for a lapsed lease (see
+/// [`Housekeeping::rescue_lapsed`](crate::store::Housekeeping::rescue_lapsed)):
+/// [`rescue`] with the policy `policies` picks for the job (its own, else
+/// its kind's, else its queue's, else the default).
+pub fn rescue_completion(
+    lapsed: &crate::store::LapsedLease,
+    policies: &crate::RetryPolicies,
+    now: Timestamp,
+) -> crate::Completion {
+    crate::Completion {
+        id: lapsed.id,
+        lease_token: lapsed.lease_token,
+        finish: rescue(
+            lapsed.attempt,
+            lapsed.max_attempts,
+            lapsed.owner.as_deref(),
+            policies.pick(lapsed.retry.as_ref(), &lapsed.queue, &lapsed.kind),
+            now,
+        ),
+    }
+}
+
+/// The error an operator's discard adds to the job's history.
+pub fn operator_discard_error(attempt: i32, now: Timestamp) -> ErrorRecord {
+    ErrorRecord {
+        attempt,
+        at: now,
+        message: "discarded by an operator".to_owned(),
+        worker: None,
     }
 }
 
@@ -241,6 +319,7 @@ mod tests {
             Just(Event::Cancel),
             Just(Event::Expire),
             Just(Event::OperatorRetry),
+            Just(Event::OperatorDiscard),
         ]
     }
 

@@ -16,7 +16,6 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::job::{Completion, Job, JobId, JobState, Progress};
-use crate::retry::RetryPolicies;
 use crate::validate::ValidJob;
 
 /// Which tenants' jobs a caller may see and touch.
@@ -35,6 +34,18 @@ impl Scope {
         match self {
             Scope::All => true,
             Scope::Tenant(t) => tenant == Some(t.as_str()),
+        }
+    }
+
+    /// Refuses an action on something every tenant shares (a whole queue)
+    /// unless the caller may act for every tenant: with a tenant scope it is
+    /// [`StoreError::Forbidden`], naming `action`.
+    pub fn require_all(&self, action: &str) -> Result<(), StoreError> {
+        match self {
+            Scope::All => Ok(()),
+            Scope::Tenant(t) => Err(StoreError::Forbidden(format!(
+                "{action} acts for every tenant; a caller scoped to tenant {t:?} may not"
+            ))),
         }
     }
 }
@@ -112,8 +123,25 @@ pub struct JobFilter {
     pub tenant: Option<String>,
     /// Only jobs with an id below this (the previous page's `next_cursor`).
     pub before_id: Option<JobId>,
-    /// Page size (the store caps it at 1000; 0 means 50).
+    /// Page size: 0 means [`JobFilter::DEFAULT_PAGE`]; more than
+    /// [`JobFilter::MAX_PAGE`] is capped (see [`JobFilter::page_size`]).
     pub limit: usize,
+}
+
+impl JobFilter {
+    /// The page size when none is asked for.
+    pub const DEFAULT_PAGE: usize = 50;
+    /// The largest page a store returns.
+    pub const MAX_PAGE: usize = 1000;
+
+    /// The page size a store returns for this filter: `limit`, with 0
+    /// meaning [`JobFilter::DEFAULT_PAGE`], capped at [`JobFilter::MAX_PAGE`].
+    pub fn page_size(&self) -> usize {
+        match self.limit {
+            0 => Self::DEFAULT_PAGE,
+            n => n.min(Self::MAX_PAGE),
+        }
+    }
 }
 
 /// One page of jobs.
@@ -137,17 +165,51 @@ pub struct QueueStats {
     /// How long the oldest available job has been waiting.
     #[serde(with = "crate::job::opt_duration_ms", rename = "oldest_available_age_ms")]
     pub oldest_available_age: Option<Duration>,
-    /// Jobs ever completed; survives pruning.
-    pub completed_total: u64,
+    /// Jobs ever completed; survives pruning. Kept per queue: absent for a
+    /// tenant scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_total: Option<u64>,
     /// Attempts ever failed (retried or discarded); survives pruning.
-    pub failed_total: u64,
-    /// Jobs ever discarded; survives pruning.
-    pub discarded_total: u64,
+    /// Absent for a tenant scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_total: Option<u64>,
+    /// Jobs ever discarded; survives pruning. Absent for a tenant scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discarded_total: Option<u64>,
 }
 
-/// The storage port.
+/// A running job whose lease lapsed, as [`Housekeeping::lapsed_leases`]
+/// reports it. The engine decides what becomes of it
+/// ([`lifecycle::rescue_completion`](crate::lifecycle::rescue_completion))
+/// and writes that with [`Housekeeping::rescue_lapsed`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LapsedLease {
+    /// The job.
+    pub id: JobId,
+    /// Its queue.
+    pub queue: String,
+    /// Its kind.
+    pub kind: String,
+    /// The attempt that was running (1-based).
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// The job's own retry policy, if it has one (an unreadable stored
+    /// policy is reported as none: the other policies apply).
+    pub retry: Option<crate::RetryPolicy>,
+    /// The worker that held the lease.
+    pub owner: Option<String>,
+    /// The lapsed lease's token: the rescue is fenced by it.
+    pub lease_token: i64,
+    /// When the lease ran out.
+    pub expired_at: Timestamp,
+}
+
+/// The hot path: what producers and workers call for every job. A store
+/// implements every role; the roles say who calls what, and the
+/// conformance suite is organised by them.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait JobQueue: Send + Sync + 'static {
     /// A short name for the backend ("sqlite", "postgres").
     fn backend(&self) -> &'static str;
 
@@ -183,7 +245,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Of the running jobs `ids`, those an operator asked to cancel. A
     /// read: workers ask it whenever the store may have changed
-    /// ([`Store::wait_for_change`]), so a cancel reaches a running job
+    /// ([`JobQueue::wait_for_change`]), so a cancel reaches a running job
     /// promptly instead of at its next heartbeat.
     async fn cancel_requests(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError>;
 
@@ -195,16 +257,52 @@ pub trait Store: Send + Sync + 'static {
         progress: Progress,
     ) -> Result<(), StoreError>;
 
-    /// Running jobs whose lease expired before `now` become retryable (with
-    /// the policy [`RetryPolicies::pick`] gives for the job's own policy,
-    /// queue and kind) or discarded when out of attempts; an error naming the
-    /// lost lease is added to their history. Returns how many were rescued.
-    async fn rescue_expired_leases(
+    /// The queues that hold at least one available job, by name. Cheap at
+    /// any size (an index probe per known queue, no count): workers ask it
+    /// to say when jobs wait in queues they do not serve.
+    async fn queues_with_available_jobs(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Waits until another process may have written jobs, or `timeout`
+    /// passes. Spurious returns are allowed; it is a hint to look again.
+    async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError>;
+
+    /// How many claims a worker keeps under way at once per queue unless it
+    /// is told otherwise. More than one pays where claims queue up behind
+    /// one another cheaply (a single writer); where concurrent claims compete
+    /// for the same rows and the server's CPU, one is better.
+    fn claims_in_flight(&self) -> usize {
+        1
+    }
+
+    /// Finishes what the store does in the background for calls already
+    /// made (PostgreSQL: the wake-ups of inserts, sent after their commit),
+    /// so that a short-lived process may exit without losing them. Default:
+    /// nothing.
+    async fn flush(&self) {}
+}
+
+/// Maintenance primitives, run by the maintenance leader. The store reports
+/// and applies; what happens to a job is decided by the engine.
+#[async_trait]
+pub trait Housekeeping: Send + Sync + 'static {
+    /// Running jobs whose lease expired before `now`, oldest expiry first,
+    /// at most `limit`. A read: nothing changes.
+    async fn lapsed_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<LapsedLease>, StoreError>;
+
+    /// Writes the rescues the engine decided for lapsed leases (each a
+    /// [`Finish::Retry`](crate::Finish::Retry) or
+    /// [`Finish::Discard`](crate::Finish::Discard) from
+    /// [`lifecycle::rescue_completion`](crate::lifecycle::rescue_completion)).
+    /// Each applies only if its job is still running under that lease token
+    /// and the lease is still expired at `now` (a heartbeat that extended
+    /// it in between wins); otherwise its result is
+    /// [`CompletionResult::LeaseLost`]. Counts toward the queue totals as a
+    /// failed attempt, like a completion with the same finish.
+    async fn rescue_lapsed(
         &self,
+        items: Vec<Completion>,
         now: Timestamp,
-        policies: &RetryPolicies,
-        limit: usize,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Vec<CompletionResult>, StoreError>;
 
     /// Scheduled and retryable jobs whose `run_at` has come become available.
     /// Returns the queues that received jobs.
@@ -216,24 +314,35 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes finished jobs as the request says. Returns how many.
     async fn prune_finished(&self, req: &PruneRequest) -> Result<u64, StoreError>;
 
-    /// The queues that hold at least one available job, by name. Cheap at
-    /// any size (an index probe per known queue, no count): workers ask it
-    /// to say when jobs wait in queues they do not serve.
-    async fn queues_with_available_jobs(&self) -> Result<Vec<String>, StoreError>;
-
     /// The earliest `run_at` of a scheduled or retryable job, if any.
     async fn next_due_at(&self) -> Result<Option<Timestamp>, StoreError>;
 
+    /// The store's own upkeep, run by the maintenance leader on every pass
+    /// (PostgreSQL: vacuuming the jobs table when autovacuum is off). It
+    /// returns at once; long work runs in the background. Default: nothing.
+    async fn upkeep(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The tenant-scoped read and operator model: what dashboards, the CLI and
+/// the HTTP API call. Every method takes the caller's [`Scope`]: jobs of
+/// other tenants look as if they did not exist, and actions on a whole
+/// queue (pause, remove) need [`Scope::All`] ([`StoreError::Forbidden`]
+/// otherwise, see [`Scope::require_all`]).
+#[async_trait]
+pub trait Operator: Send + Sync + 'static {
     /// One job, if `scope` may see it.
     async fn get_job(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError>;
 
-    /// Jobs matching `filter`, newest first.
+    /// Jobs matching `filter`, newest first, at most
+    /// [`JobFilter::page_size`] of them.
     async fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage, StoreError>;
 
     /// Cancels a job: an unstarted one becomes cancelled at once; a running
     /// one is flagged (`cancel_requested`), waiters of
-    /// [`Store::wait_for_change`] are woken, and its worker stops it as
-    /// soon as [`Store::cancel_requests`] tells it. A finished one is [`StoreError::InvalidState`].
+    /// [`JobQueue::wait_for_change`] are woken, and its worker stops it as
+    /// soon as [`JobQueue::cancel_requests`] tells it. A finished one is [`StoreError::InvalidState`].
     async fn cancel_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError>;
 
     /// An operator's retry: a discarded, cancelled, expired, retryable or
@@ -243,13 +352,21 @@ pub trait Store: Send + Sync + 'static {
     /// ([`StoreError::UniqueKeyHeld`]): one key never has two unfinished jobs.
     async fn retry_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError>;
 
+    /// An operator's discard: an unstarted job (scheduled, available,
+    /// retryable) becomes discarded at once, with an error saying an
+    /// operator discarded it. Running jobs are refused (cancel them), as are
+    /// finished ones ([`StoreError::InvalidState`]).
+    async fn discard_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError>;
+
     /// Pauses or resumes a queue. An unknown queue is created when `create`
-    /// is set, else refused with [`StoreError::QueueNotFound`] (nothing written).
+    /// is set, else refused with [`StoreError::QueueNotFound`] (nothing
+    /// written). Needs [`Scope::All`].
     async fn set_queue_paused(
         &self,
         queue: &str,
         paused: bool,
         create: bool,
+        scope: &Scope,
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
@@ -262,11 +379,23 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::QueueNotEmpty`] while it holds unfinished jobs; its
     /// finished jobs stay until pruned. [`StoreError::QueueNotFound`] if
     /// there is no such queue. Enqueuing to the name later creates it anew.
-    async fn remove_queue(&self, queue: &str) -> Result<(), StoreError>;
+    /// Needs [`Scope::All`].
+    async fn remove_queue(&self, queue: &str, scope: &Scope) -> Result<(), StoreError>;
 
-    /// Every known queue with its figures.
-    async fn list_queues(&self, now: Timestamp) -> Result<Vec<QueueStats>, StoreError>;
+    /// Every known queue with its figures as `scope` may see them: with a
+    /// tenant scope, the counts are of that tenant's jobs and the totals
+    /// (kept per queue, not per tenant) are absent.
+    async fn queue_stats(&self, scope: &Scope, now: Timestamp) -> Result<Vec<QueueStats>, StoreError>;
 
+    /// Every registered schedule (removed ones included) that `scope` may
+    /// see (a tenant sees the schedules whose jobs are its own), by name,
+    /// with its next and last fire times and the current state of its last job.
+    async fn list_schedules(&self, scope: &Scope) -> Result<Vec<ScheduleState>, StoreError>;
+}
+
+/// Leadership: one holder of a named role at a time across the fleet.
+#[async_trait]
+pub trait Leadership: Send + Sync + 'static {
     /// Takes or renews the leader role `role` for `owner` until `now + ttl`.
     /// Returns true if `owner` holds the role afterwards. A holder that
     /// stops renewing loses the role once its lease runs out.
@@ -280,7 +409,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives up the leader role if `owner` holds it (graceful shutdown).
     async fn resign_leader(&self, role: &str, owner: &str) -> Result<(), StoreError>;
+}
 
+/// Schedules: what schedulers register and fire.
+#[async_trait]
+pub trait Schedules: Send + Sync + 'static {
     /// Registers the current set of schedules (every scheduler does at
     /// start). A new schedule starts at its `next_fire`; a known one keeps
     /// its progress unless its `spec` or `enabled` changed (or it had been
@@ -310,7 +443,7 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Fires many ticks in one transaction: each has exactly the meaning of
-    /// [`Store::fire_schedule_tick`] as if they were fired one after the
+    /// [`Schedules::fire_schedule_tick`] as if they were fired one after the
     /// other in input order (so a later tick of the same schedule sees what
     /// an earlier one wrote); all are written or, on an error, none.
     /// Results are in input order. A scheduler fires every due tick with a
@@ -320,39 +453,18 @@ pub trait Store: Send + Sync + 'static {
         ticks: Vec<ScheduleTick>,
         now: Timestamp,
     ) -> Result<Vec<TickResult>, StoreError>;
-
-    /// Every registered schedule (removed ones included), by name, with its
-    /// next and last fire times and the current state of its last job.
-    async fn list_schedules(&self) -> Result<Vec<ScheduleState>, StoreError>;
-
-    /// Waits until another process may have written jobs, or `timeout`
-    /// passes. Spurious returns are allowed; it is a hint to look again.
-    async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError>;
-
-    /// How many claims a worker keeps under way at once per queue unless it
-    /// is told otherwise. More than one pays where claims queue up behind
-    /// one another cheaply (a single writer); where concurrent claims compete
-    /// for the same rows and the server's CPU, one is better.
-    fn claims_in_flight(&self) -> usize {
-        1
-    }
-
-    /// The store's own upkeep, run by the maintenance leader on every pass
-    /// (PostgreSQL: vacuuming the jobs table when autovacuum is off). It
-    /// returns at once; long work runs in the background. Default: nothing.
-    async fn upkeep(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// Finishes what the store does in the background for calls already
-    /// made (PostgreSQL: the wake-ups of inserts, sent after their commit),
-    /// so that a short-lived process may exit without losing them. Default:
-    /// nothing.
-    async fn flush(&self) {}
 }
 
+/// A whole store: every role. Implemented for any type that implements
+/// them all, so a backend implements the five role traits and nothing else.
+/// The engine holds an `Arc<dyn Store>`; a face that needs one role only
+/// can take that role's trait.
+pub trait Store: JobQueue + Housekeeping + Operator + Leadership + Schedules {}
+
+impl<T: JobQueue + Housekeeping + Operator + Leadership + Schedules> Store for T {}
+
 /// A schedule as a scheduler registers it with the store (see
-/// [`Store::sync_schedules`]).
+/// [`Schedules::sync_schedules`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleRegistration {
     /// The schedule's unique name.
@@ -369,8 +481,8 @@ pub struct ScheduleRegistration {
     pub next_fire: Option<Timestamp>,
 }
 
-/// One tick of a schedule, fired with [`Store::fire_schedule_tick`] or
-/// [`Store::fire_schedule_ticks`].
+/// One tick of a schedule, fired with [`Schedules::fire_schedule_tick`] or
+/// [`Schedules::fire_schedule_ticks`].
 #[derive(Debug, Clone)]
 pub struct ScheduleTick {
     /// The schedule.
@@ -392,7 +504,7 @@ pub struct ScheduleTick {
     pub next_fire: Option<Timestamp>,
 }
 
-/// What [`Store::fire_schedule_tick`] did.
+/// What [`Schedules::fire_schedule_tick`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TickResult {
     /// The tick's job was inserted (or, when its unique key was taken, the
@@ -442,7 +554,7 @@ impl std::fmt::Display for ScheduleOutcome {
     }
 }
 
-/// A schedule's stored state, as [`Store::list_schedules`] returns it.
+/// A schedule's stored state, as [`Operator::list_schedules`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ScheduleState {
     /// Its name.

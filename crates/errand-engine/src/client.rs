@@ -76,7 +76,7 @@ impl Client {
 
     /// Cancels a job. A running one is stopped by its worker as soon as the
     /// worker hears of it: at once in this process, within moments in
-    /// another (see [`Store::cancel_requests`](errand_core::Store::cancel_requests)).
+    /// another (see [`JobQueue::cancel_requests`](errand_core::JobQueue::cancel_requests)).
     pub async fn cancel(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
         let job = self.rt.store.cancel_job(id, scope, self.rt.clock.now()).await?;
         if job.state == JobState::Running {
@@ -94,31 +94,46 @@ impl Client {
         Ok(job)
     }
 
+    /// Discards a job that has not started (scheduled, available,
+    /// retryable): it becomes discarded at once, an error in its history
+    /// saying an operator did it. A running job is refused: cancel it.
+    pub async fn discard(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
+        self.rt.store.discard_job(id, scope, self.rt.clock.now()).await
+    }
+
     /// Pauses a queue: workers stop claiming from it; running jobs finish.
     /// It is created (paused) if new, so that it can be paused before its
     /// first job; [`Client::pause_known`] refuses an unknown queue instead.
-    pub async fn pause(&self, queue: &str) -> Result<(), EnqueueError> {
-        self.set_paused(queue, true, true).await
+    /// A queue is shared by every tenant: a tenant scope is
+    /// [`StoreError::Forbidden`].
+    pub async fn pause(&self, queue: &str, scope: &Scope) -> Result<(), EnqueueError> {
+        self.set_paused(queue, true, true, scope).await
     }
 
     /// Pauses a queue that exists; an unknown one is
     /// [`StoreError::QueueNotFound`] (a typo does not create a queue).
-    pub async fn pause_known(&self, queue: &str) -> Result<(), EnqueueError> {
-        self.set_paused(queue, true, false).await
+    pub async fn pause_known(&self, queue: &str, scope: &Scope) -> Result<(), EnqueueError> {
+        self.set_paused(queue, true, false, scope).await
     }
 
-    async fn set_paused(&self, queue: &str, paused: bool, create: bool) -> Result<(), EnqueueError> {
+    async fn set_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        create: bool,
+        scope: &Scope,
+    ) -> Result<(), EnqueueError> {
         validate::queue_name("queue", queue)?;
         Ok(self
             .rt
             .store
-            .set_queue_paused(queue, paused, create, self.rt.clock.now())
+            .set_queue_paused(queue, paused, create, scope, self.rt.clock.now())
             .await?)
     }
 
     /// Resumes a paused queue; an unknown one is [`StoreError::QueueNotFound`].
-    pub async fn resume(&self, queue: &str) -> Result<(), EnqueueError> {
-        self.set_paused(queue, false, false).await?;
+    pub async fn resume(&self, queue: &str, scope: &Scope) -> Result<(), EnqueueError> {
+        self.set_paused(queue, false, false, scope).await?;
         self.rt.hub.wake(queue);
         Ok(())
     }
@@ -142,17 +157,24 @@ impl Client {
         Ok(deleted)
     }
 
-    /// Forgets a queue that holds no unfinished job (see [`Store::remove_queue`](errand_core::Store::remove_queue)).
-    pub async fn remove_queue(&self, queue: &str) -> Result<(), EnqueueError> {
+    /// Forgets a queue that holds no unfinished job (see
+    /// [`Operator::remove_queue`](errand_core::Operator::remove_queue)).
+    pub async fn remove_queue(&self, queue: &str, scope: &Scope) -> Result<(), EnqueueError> {
         validate::queue_name("queue", queue)?;
-        self.rt.store.remove_queue(queue).await?;
+        self.rt.store.remove_queue(queue, scope).await?;
         tracing::warn!(queue, "queue removed");
         Ok(())
     }
 
-    /// Every queue with its figures.
-    pub async fn queues(&self) -> Result<Vec<QueueStats>, StoreError> {
-        self.rt.store.list_queues(self.rt.clock.now()).await
+    /// Every queue with its figures, as `scope` may see them.
+    pub async fn queues(&self, scope: &Scope) -> Result<Vec<QueueStats>, StoreError> {
+        self.rt.store.queue_stats(scope, self.rt.clock.now()).await
+    }
+
+    /// Every registered schedule `scope` may see, with its next and last
+    /// fire times and the state of its last job.
+    pub async fn schedules(&self, scope: &Scope) -> Result<Vec<errand_core::ScheduleState>, StoreError> {
+        self.rt.store.list_schedules(scope).await
     }
 }
 

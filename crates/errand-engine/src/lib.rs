@@ -14,6 +14,7 @@ mod client;
 pub mod executor;
 mod hub;
 mod maintenance;
+mod node;
 mod runtime;
 mod scheduler;
 mod worker;
@@ -21,6 +22,7 @@ mod worker;
 pub use client::{Client, EnqueueError};
 pub use executor::{Executor, Handler, JobArgs, JobContext, JobError};
 pub use maintenance::{MIN_MAINTENANCE_INTERVAL, Maintenance, MaintenanceConfig, QueueRetention, TickReport};
+pub use node::{Node, NodeBuilder};
 pub use runtime::Errand;
 pub use scheduler::{FiredTick, Scheduler, SchedulerConfig, SchedulerReport};
 pub use worker::{

@@ -12,9 +12,10 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use errand_core::clock::{add, sub};
+use errand_core::lifecycle;
 use errand_core::store::PruneRequest;
 use errand_core::validate::{self, ValidationError};
-use errand_core::{RetryPolicies, StoreError};
+use errand_core::{CompletionResult, StoreError};
 
 use crate::runtime::Errand;
 
@@ -46,12 +47,6 @@ pub struct MaintenanceConfig {
     pub queue_retention: Vec<QueueRetention>,
     /// How often pruning runs.
     pub prune_interval: Duration,
-    /// The retry policies for jobs rescued from lapsed leases, picked as a
-    /// worker picks them for a failed attempt: the job's own, else its
-    /// kind's, else its queue's, else the default. Give it the worker's
-    /// ([`Worker::retry_policies`](crate::Worker::retry_policies)) so that a
-    /// rescued attempt waits as long as a failed one would have.
-    pub rescue_policies: RetryPolicies,
 }
 
 impl Default for MaintenanceConfig {
@@ -64,7 +59,6 @@ impl Default for MaintenanceConfig {
             retention: Duration::from_secs(24 * 3600),
             queue_retention: Vec::new(),
             prune_interval: Duration::from_secs(60),
-            rescue_policies: RetryPolicies::default(),
         }
     }
 }
@@ -201,12 +195,26 @@ impl Maintenance {
             return Ok(report);
         }
         let batch = self.config.batch.max(1);
+        // A job whose worker died is retried as a failed attempt would have
+        // been: the policies its workers registered decide
+        // ([`lifecycle::rescue_completion`]); the store only reports and writes.
+        let policies = self.rt.retry_policies();
         loop {
-            let n = store
-                .rescue_expired_leases(now, &self.config.rescue_policies, batch)
-                .await?;
-            report.rescued += n;
-            if (n as usize) < batch {
+            let lapsed = store.lapsed_leases(now, batch).await?;
+            let items = lapsed
+                .iter()
+                .map(|l| lifecycle::rescue_completion(l, &policies, now))
+                .collect();
+            let written = store.rescue_lapsed(items, now).await?;
+            for (lease, result) in lapsed.iter().zip(&written) {
+                if *result == CompletionResult::Done {
+                    report.rescued += 1;
+                    tracing::warn!(job_id = lease.id.0, queue = %lease.queue, kind = %lease.kind,
+                        attempt = lease.attempt, worker = lease.owner.as_deref().unwrap_or("(unknown)"),
+                        "rescued a job whose lease lapsed: its worker stopped heartbeating");
+                }
+            }
+            if lapsed.len() < batch {
                 break;
             }
         }

@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use errand_core::validate::{Limits, ValidationError};
-use errand_core::{Clock, Store, SystemClock};
+use errand_core::{Clock, RetryPolicies, Store, SystemClock};
 
 use crate::Client;
 use crate::executor::{self, Executor};
 use crate::hub::Hub;
 use crate::maintenance::{Maintenance, MaintenanceConfig};
+use crate::node::NodeBuilder;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::worker::WorkerBuilder;
 
@@ -23,6 +24,9 @@ pub struct Errand {
     pub(crate) hub: Arc<Hub>,
     /// Executors whose [`Executor::check_args`] enqueues run, by kind.
     pub(crate) args_checks: Arc<RwLock<HashMap<String, Arc<dyn Executor>>>>,
+    /// The retry policies workers apply, registered when they start; the
+    /// maintenance rescues lapsed leases with them.
+    pub(crate) retry: Arc<RwLock<RetryPolicies>>,
 }
 
 impl std::fmt::Debug for Errand {
@@ -47,7 +51,29 @@ impl Errand {
                     .map(|(kind, e)| (kind.to_owned(), e))
                     .collect(),
             )),
+            retry: Arc::new(RwLock::new(RetryPolicies::default())),
         }
+    }
+
+    /// The retry policies of this process: the default, and those by queue
+    /// and by kind that its workers registered when they started. The
+    /// maintenance rescues a job whose worker died with the policy a failed
+    /// attempt would have had ([`RetryPolicies::pick`]).
+    pub fn retry_policies(&self) -> RetryPolicies {
+        self.retry.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adds a worker's policies to the registry: its queues' and kinds'
+    /// (a later worker's replace an earlier one's for the same name) and its
+    /// default. A started [`Worker`](crate::Worker) registers its own; a
+    /// process that runs the maintenance without the workers of some queues
+    /// registers theirs here, or their rescued jobs wait as the default
+    /// policy says.
+    pub fn register_retry_policies(&self, policies: &RetryPolicies) {
+        let mut r = self.retry.write().unwrap_or_else(|e| e.into_inner());
+        r.default = policies.default.clone();
+        r.queues.extend(policies.queues.clone());
+        r.kinds.extend(policies.kinds.clone());
     }
 
     /// Makes enqueues of `kind` run `executor`'s [`Executor::check_args`],
@@ -102,6 +128,12 @@ impl Errand {
     /// Starts configuring a worker.
     pub fn worker(&self) -> WorkerBuilder {
         WorkerBuilder::new(self.clone())
+    }
+
+    /// The composition root of a process: a worker, the maintenance and a
+    /// scheduler over this runtime, started and stopped in one order.
+    pub fn node(&self) -> NodeBuilder {
+        NodeBuilder::new(self.clone())
     }
 
     /// The maintenance service.

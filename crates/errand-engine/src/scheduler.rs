@@ -228,7 +228,7 @@ impl Scheduler {
 
     /// Reads every schedule's stored next fire time.
     async fn reload(&mut self) -> Result<(), StoreError> {
-        let states = self.rt.store.list_schedules().await?;
+        let states = self.rt.store.list_schedules(&errand_core::Scope::All).await?;
         for e in &mut self.entries {
             e.cursor = states
                 .iter()

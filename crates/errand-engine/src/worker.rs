@@ -403,21 +403,15 @@ struct Done {
     finish: Finish,
 }
 
-/// A queue's settings that shape how its attempts are recorded.
-struct QueueFinish {
-    retry: Option<RetryPolicy>,
-    keep_completed: bool,
-}
-
 struct Shared {
     rt: Errand,
     id: Arc<str>,
     config: WorkerConfig,
     executors: HashMap<String, Arc<dyn Executor>>,
-    /// Retry policies by kind set by the operator, before the executors' own.
-    kind_retry: HashMap<String, RetryPolicy>,
-    /// What each served queue decides about its finished jobs.
-    queue_finish: HashMap<String, QueueFinish>,
+    /// The retry policies of failed attempts ([`Worker::retry_policies`]).
+    policies: RetryPolicies,
+    /// The served queues, and whether each keeps its completed jobs.
+    keep_completed: HashMap<String, bool>,
     inflight: Mutex<HashMap<JobId, Inflight>>,
     /// Bounded: when completions are written more slowly than jobs finish,
     /// finished jobs wait here holding their slots, so claiming slows down
@@ -551,9 +545,10 @@ impl Worker {
     }
 
     /// The retry policies this worker applies to failed attempts: its
-    /// default, its queues' and its handlers' (by kind). Maintenance uses
-    /// them for jobs whose worker died mid-attempt
-    /// ([`MaintenanceConfig::rescue_policies`](crate::MaintenanceConfig::rescue_policies)).
+    /// default, its queues' and its handlers' (by kind, an operator's
+    /// [`WorkerBuilder::kind_retry`] before the executor's own). When it
+    /// starts it registers them with its [`Errand`], whose maintenance
+    /// rescues the jobs of dead workers with them.
     pub fn retry_policies(&self) -> RetryPolicies {
         RetryPolicies {
             default: self.config.default_retry.clone(),
@@ -575,24 +570,20 @@ impl Worker {
     pub fn start(self) -> RunningWorker {
         let slots: usize = self.queues.iter().map(|q| q.concurrency).sum();
         let (done_tx, done_rx) = mpsc::channel(slots.max(self.config.completion_batch).max(1));
-        let queue_finish = self
+        let policies = self.retry_policies();
+        self.rt.register_retry_policies(&policies);
+        let keep_completed = self
             .queues
             .iter()
-            .map(|q| {
-                let finish = QueueFinish {
-                    retry: q.retry.clone(),
-                    keep_completed: q.keep_completed,
-                };
-                (q.name.clone(), finish)
-            })
+            .map(|q| (q.name.clone(), q.keep_completed))
             .collect();
         let shared = Arc::new(Shared {
             rt: self.rt,
             id: self.id,
             config: self.config,
             executors: self.executors,
-            kind_retry: self.kind_retry,
-            queue_finish,
+            policies,
+            keep_completed,
             inflight: Mutex::new(HashMap::new()),
             done_tx,
             counters: Counters::default(),
@@ -838,16 +829,7 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
         match outcome {
             None => Finish::HandBack,
             Some(outcome) => {
-                let queue = shared.queue_finish.get(ctx.queue());
-                let policy = RetryPolicy::pick(
-                    job.retry.as_ref(),
-                    shared
-                        .kind_retry
-                        .get(ctx.kind())
-                        .or_else(|| executor.and_then(|e| e.retry_policy())),
-                    queue.and_then(|q| q.retry.as_ref()),
-                    &shared.config.default_retry,
-                );
+                let policy = shared.policies.pick(job.retry.as_ref(), ctx.queue(), ctx.kind());
                 let attempt = Attempt {
                     attempt: job.attempt,
                     max_attempts: job.max_attempts,
@@ -860,7 +842,7 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
                     0.5
                 };
                 match lifecycle::resolve(attempt, outcome, policy, finished_at, unit) {
-                    Finish::Complete { .. } if queue.is_some_and(|q| !q.keep_completed) => {
+                    Finish::Complete { .. } if shared.keep_completed.get(ctx.queue()) == Some(&false) => {
                         Finish::CompleteAndDelete
                     }
                     finish => finish,
@@ -1193,7 +1175,7 @@ async fn watch_unserved(shared: Arc<Shared>, stop: CancellationToken) {
         if let Ok(queues) = shared.rt.store.queues_with_available_jobs().await {
             let waiting: Vec<String> = queues
                 .into_iter()
-                .filter(|q| !shared.queue_finish.contains_key(q))
+                .filter(|q| !shared.keep_completed.contains_key(q))
                 .collect();
             told.retain(|q, _| waiting.contains(q));
             for queue in waiting {

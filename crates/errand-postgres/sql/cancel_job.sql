@@ -2,7 +2,8 @@
 -- in its history; a running one is only flagged, and its worker stops it at
 -- its next look: the schema's channel is notified in this statement
 -- (so the NOTIFY is sent with the commit, even if the caller exits at once).
--- Finished jobs and jobs outside the scope ($2) match nothing: the caller
+-- Jobs in other states than __CANCEL_FROM__ (from errand-core's lifecycle)
+-- and jobs outside the scope ($2) match nothing: the caller
 -- then looks the job up to say why.
 -- Locks: the job row, by primary key.
 WITH c AS (
@@ -15,7 +16,7 @@ SET state = CASE WHEN j.state = 'running' THEN j.state ELSE 'cancelled' END,
                       'attempt', j.attempt, 'at', $4::text, 'message', 'cancelled by an operator'))
              END
 WHERE j.id = $1 AND ($2::text IS NULL OR j.tenant = $2)
-  AND j.state IN ('scheduled', 'available', 'running', 'retryable')
+  AND j.state IN (__CANCEL_FROM__)
 RETURNING __JOB__
 ),
 notified AS (

@@ -3,7 +3,12 @@
 //!
 //! Templates use three placeholders: `__SCHEMA__` (the schema as a quoted
 //! identifier), `__CHANNEL__` (the NOTIFY channel as a string literal) and
-//! `__JOB__` (every column of a job row aliased `j`, as [`crate::row`] reads them).
+//! `__JOB__` (every column of a job row aliased `j`, as [`crate::row`] reads them),
+//! and the source states of operator actions from errand-core's lifecycle
+//! (`__CANCEL_FROM__`, `__RETRY_FROM__`, `__DISCARD_FROM__`), so the state
+//! machine is written once.
+
+use errand_core::lifecycle::{Event, sql_states};
 
 /// The columns of a job, as `crate::row::job` decodes them. JSON columns are
 /// read as text so they come back exactly as stored.
@@ -40,7 +45,8 @@ statements!(
     extend_leases,
     cancel_requests,
     report_progress,
-    rescue_expired_leases,
+    lapsed_leases,
+    rescue_lapsed,
     promote_due,
     expire_due,
     prune_finished,
@@ -51,6 +57,7 @@ statements!(
     retry_job,
     retry_job_key,
     retry_job_holder,
+    discard_job,
     set_queue_paused,
     clear_queue,
     queues_with_available_jobs,
@@ -88,6 +95,9 @@ pub(crate) fn render(template: &str, schema: &str) -> String {
         .replace("__SCHEMA__", &quoted_schema(schema))
         .replace("__CHANNEL__", &format!("'{}'", channel(schema)))
         .replace("__JOB__", JOB_COLUMNS)
+        .replace("__CANCEL_FROM__", &sql_states(Event::Cancel))
+        .replace("__RETRY_FROM__", &sql_states(Event::OperatorRetry))
+        .replace("__DISCARD_FROM__", &sql_states(Event::OperatorDiscard))
 }
 
 #[cfg(test)]

@@ -6,12 +6,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use errand_core::clock::{add, from_micros, to_micros};
 use errand_core::store::{
-    ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
-    ScheduleRegistration, ScheduleState, ScheduleTick, Scope, TickResult,
+    ClaimRequest, CompletionResult, Housekeeping, Inserted, JobFilter, JobPage, JobQueue, LapsedLease,
+    Leadership, LeaseReport, Operator, PruneRequest, QueueStats, ScheduleRegistration, ScheduleState,
+    ScheduleTick, Schedules, Scope, TickResult,
 };
-use errand_core::{
-    Completion, Job, JobId, JobState, Progress, RetryPolicies, RetryPolicy, Store, StoreError, ValidJob,
-};
+use errand_core::{Completion, Job, JobId, JobState, Progress, RetryPolicy, StoreError, ValidJob};
 use jiff::Timestamp;
 use sqlx::{Acquire, Row};
 
@@ -61,7 +60,7 @@ impl PostgresStore {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl JobQueue for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
     }
@@ -194,54 +193,94 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn rescue_expired_leases(
-        &self,
-        now: Timestamp,
-        policies: &RetryPolicies,
-        limit_n: usize,
-    ) -> Result<u64, StoreError> {
-        if limit_n == 0 {
-            return Ok(0);
+    async fn queues_with_available_jobs(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(&self.inner.sql.queues_with_available_jobs)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn flush(&self) {
+        self.inner.notifier.flush().await;
+    }
+
+    async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {
+        if self.inner.pool.is_closed() {
+            return Err(StoreError::Closed);
         }
-        let mut tx = self.inner.pool.begin().await.map_err(db)?;
-        let rows = sqlx::query(&self.inner.sql.rescue_expired_leases)
+        self.start_listener();
+        self.inner.wakeups.wait(timeout).await;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Housekeeping for PostgresStore {
+    async fn lapsed_leases(&self, now: Timestamp, limit_n: usize) -> Result<Vec<LapsedLease>, StoreError> {
+        if limit_n == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&self.inner.sql.lapsed_leases)
             .bind(to_micros(now))
             .bind(limit(limit_n))
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.inner.pool)
             .await
             .map_err(db)?;
-        if rows.is_empty() {
-            return Ok(0);
+        rows.iter()
+            .map(|r| {
+                let retry: Option<String> = r.try_get("retry").map_err(db)?;
+                Ok(LapsedLease {
+                    id: JobId(r.try_get("id").map_err(db)?),
+                    queue: r.try_get("queue").map_err(db)?,
+                    kind: r.try_get("kind").map_err(db)?,
+                    attempt: r.try_get("attempt").map_err(db)?,
+                    max_attempts: r.try_get("max_attempts").map_err(db)?,
+                    // An unreadable policy of the job's own falls back to the others.
+                    retry: retry.and_then(|s| serde_json::from_str::<RetryPolicy>(&s).ok()),
+                    owner: r.try_get("lease_owner").map_err(db)?,
+                    lease_token: r.try_get("lease_token").map_err(db)?,
+                    expired_at: from_micros(r.try_get("lease_expires_at").map_err(db)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn rescue_lapsed(
+        &self,
+        items: Vec<Completion>,
+        now: Timestamp,
+    ) -> Result<Vec<CompletionResult>, StoreError> {
+        let mut out = vec![CompletionResult::LeaseLost; items.len()];
+        if items.is_empty() {
+            return Ok(out);
         }
-        let mut items = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id: i64 = r.try_get("id").map_err(db)?;
-            let queue: &str = r.try_get("queue").map_err(db)?;
-            let kind: &str = r.try_get("kind").map_err(db)?;
-            let attempt: i32 = r.try_get("attempt").map_err(db)?;
-            let max_attempts: i32 = r.try_get("max_attempts").map_err(db)?;
-            let retry: Option<String> = r.try_get("retry").map_err(db)?;
-            let owner: Option<String> = r.try_get("lease_owner").map_err(db)?;
-            let token: i64 = r.try_get("lease_token").map_err(db)?;
-            // An unreadable policy of the job's own falls back to the others.
-            let own: Option<RetryPolicy> = retry.and_then(|s| serde_json::from_str(&s).ok());
-            let finish = errand_core::lifecycle::rescue(
-                attempt,
-                max_attempts,
-                owner.as_deref(),
-                policies.pick(own.as_ref(), queue, kind),
-                now,
-            );
-            items.push(Completion {
-                id: JobId(id),
-                lease_token: token,
-                finish,
-            });
+        let mut tx = self.inner.pool.begin().await.map_err(db)?;
+        let ids: Vec<i64> = items.iter().map(|c| c.id.0).collect();
+        let tokens: Vec<i64> = items.iter().map(|c| c.lease_token).collect();
+        let locked: std::collections::HashSet<i64> = sqlx::query_scalar(&self.inner.sql.rescue_lapsed)
+            .bind(&ids)
+            .bind(&tokens)
+            .bind(to_micros(now))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .collect();
+        let (at, still): (Vec<usize>, Vec<Completion>) = items
+            .into_iter()
+            .enumerate()
+            .filter(|(_, c)| locked.contains(&c.id.0))
+            .unzip();
+        if still.is_empty() {
+            return Ok(out);
         }
         let conn = tx.acquire().await.map_err(db)?;
-        let results = complete_rows(conn, &self.inner.sql, &items, now).await?;
+        let results = complete_rows(conn, &self.inner.sql, &still, now).await?;
         tx.commit().await.map_err(db)?;
-        Ok(results.iter().filter(|r| **r == CompletionResult::Done).count() as u64)
+        for (i, r) in at.into_iter().zip(results) {
+            out[i] = r;
+        }
+        Ok(out)
     }
 
     async fn promote_due(&self, now: Timestamp, limit_n: usize) -> Result<Vec<String>, StoreError> {
@@ -300,15 +339,20 @@ impl Store for PostgresStore {
         Ok(v.map(from_micros))
     }
 
+    async fn upkeep(&self) -> Result<(), StoreError> {
+        self.inner.upkeep.poke(&self.inner.pool, &self.inner.schema);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Operator for PostgresStore {
     async fn get_job(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
         self.load(id, scope).await
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
-        let page = match filter.limit {
-            0 => 50,
-            n => n.min(1000),
-        };
+        let page = filter.page_size();
         let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
         let rows = sqlx::query(&self.inner.sql.list_jobs)
             .bind(scope_tenant(&filter.scope))
@@ -394,13 +438,32 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn discard_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+        let record = errand_core::lifecycle::operator_discard_error(0, now);
+        let r = sqlx::query(&self.inner.sql.discard_job)
+            .bind(id.0)
+            .bind(scope_tenant(scope))
+            .bind(to_micros(now))
+            .bind(now.to_string())
+            .bind(&record.message)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        match r {
+            Some(r) => row::job(&r),
+            None => Err(self.refusal(id, scope, "discard").await),
+        }
+    }
+
     async fn set_queue_paused(
         &self,
         queue: &str,
         paused: bool,
         create: bool,
+        scope: &Scope,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        scope.require_all("pausing or resuming a queue")?;
         let done = sqlx::query(&self.inner.sql.set_queue_paused)
             .bind(queue)
             .bind(paused)
@@ -415,13 +478,6 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn queues_with_available_jobs(&self) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(&self.inner.sql.queues_with_available_jobs)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(db)
-    }
-
     async fn clear_queue(&self, queue: &str, scope: &Scope) -> Result<u64, StoreError> {
         let waiting: Vec<&str> = JobState::WAITING.iter().map(|s| s.as_str()).collect();
         let done = sqlx::query(&self.inner.sql.clear_queue)
@@ -434,7 +490,8 @@ impl Store for PostgresStore {
         Ok(done.rows_affected())
     }
 
-    async fn remove_queue(&self, queue: &str) -> Result<(), StoreError> {
+    async fn remove_queue(&self, queue: &str, scope: &Scope) -> Result<(), StoreError> {
+        scope.require_all("removing a queue")?;
         let finished: Vec<&str> = JobState::FINISHED.iter().map(|s| s.as_str()).collect();
         let row = sqlx::query(&self.inner.sql.remove_queue)
             .bind(queue)
@@ -456,7 +513,9 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn list_queues(&self, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
+    async fn queue_stats(&self, scope: &Scope, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
+        let all = *scope == Scope::All;
+        let tenant = scope_tenant(scope);
         let pool = &self.inner.pool;
         let sql = &self.inner.sql;
         let mut out: BTreeMap<String, QueueStats> = BTreeMap::new();
@@ -466,14 +525,15 @@ impl Store for PostgresStore {
             let q = QueueStats {
                 name: name.clone(),
                 paused: r.try_get("paused").map_err(db)?,
-                completed_total: count("completed")?,
-                failed_total: count("failed")?,
-                discarded_total: count("discarded")?,
+                completed_total: all.then_some(count("completed")?),
+                failed_total: all.then_some(count("failed")?),
+                discarded_total: all.then_some(count("discarded")?),
                 ..Default::default()
             };
             out.insert(name, q);
         }
         for r in sqlx::query(&sql.list_queues_counts)
+            .bind(tenant)
             .fetch_all(pool)
             .await
             .map_err(db)?
@@ -486,6 +546,7 @@ impl Store for PostgresStore {
             }
         }
         for r in sqlx::query(&sql.list_queues_oldest)
+            .bind(tenant)
             .fetch_all(pool)
             .await
             .map_err(db)?
@@ -500,6 +561,17 @@ impl Store for PostgresStore {
         Ok(out.into_values().collect())
     }
 
+    async fn list_schedules(&self, scope: &Scope) -> Result<Vec<ScheduleState>, StoreError> {
+        // Schedules belong to no tenant.
+        if !scope.allows(None) {
+            return Ok(Vec::new());
+        }
+        self.list_schedules_rows().await
+    }
+}
+
+#[async_trait]
+impl Leadership for PostgresStore {
     async fn elect_leader(
         &self,
         role: &str,
@@ -527,7 +599,10 @@ impl Store for PostgresStore {
             .map_err(db)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Schedules for PostgresStore {
     async fn sync_schedules(
         &self,
         schedules: Vec<ScheduleRegistration>,
@@ -542,27 +617,5 @@ impl Store for PostgresStore {
         now: Timestamp,
     ) -> Result<Vec<TickResult>, StoreError> {
         self.fire_schedule_ticks_tx(ticks, now).await
-    }
-
-    async fn list_schedules(&self) -> Result<Vec<ScheduleState>, StoreError> {
-        self.list_schedules_rows().await
-    }
-
-    async fn flush(&self) {
-        self.inner.notifier.flush().await;
-    }
-
-    async fn upkeep(&self) -> Result<(), StoreError> {
-        self.inner.upkeep.poke(&self.inner.pool, &self.inner.schema);
-        Ok(())
-    }
-
-    async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {
-        if self.inner.pool.is_closed() {
-            return Err(StoreError::Closed);
-        }
-        self.start_listener();
-        self.inner.wakeups.wait(timeout).await;
-        Ok(())
     }
 }

@@ -9,13 +9,14 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use errand_core::clock::{add, from_micros, to_micros};
+use errand_core::lifecycle::{self, Event};
 use errand_core::store::{
-    ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
-    ScheduleRegistration, ScheduleState, ScheduleTick, Scope, TickResult,
+    ClaimRequest, CompletionResult, Housekeeping, Inserted, JobFilter, JobPage, JobQueue, LapsedLease,
+    Leadership, LeaseReport, Operator, PruneRequest, QueueStats, ScheduleRegistration, ScheduleState,
+    ScheduleTick, Schedules, Scope, TickResult,
 };
 use errand_core::{
-    Completion, ErrorRecord, Finish, Job, JobId, JobState, Progress, RetryPolicies, RetryPolicy, Store,
-    StoreError, UniqueMode, ValidJob,
+    Completion, ErrorRecord, Finish, Job, JobId, JobState, Progress, StoreError, UniqueMode, ValidJob,
 };
 
 use crate::SqliteStore;
@@ -42,7 +43,6 @@ const PRUNE: &str = include_str!("../sql/prune_finished.sql");
 // table and a statement journal, which cost more than the update itself. A
 // change count of 1 says the write applied; the queues' totals are added per
 // batch by `ByIds`.
-const FENCE: &str = "WHERE id = ?1 AND state = 'running' AND lease_token = ?2";
 const CLEAR_LEASE: &str = "lease_owner = NULL, lease_expires_at = NULL";
 const APPEND_ERROR: &str = "errors = json_insert(errors, '$[#]', json(?4))";
 
@@ -98,22 +98,25 @@ fn finish_has_text(f: &Finish) -> bool {
     )
 }
 
+/// The statement of one kind of finish: its source and target states come
+/// from [`lifecycle`] (a finish is written only from running, fenced by the
+/// lease token).
 fn build_finish_sql(f: &Finish) -> String {
+    let sources = lifecycle::sql_states(lifecycle::finish_event(f));
+    let fence = format!("WHERE id = ?1 AND state IN ({sources}) AND lease_token = ?2");
     let set = match f {
-        Finish::Complete { .. } => "state = 'completed', finished_at = ?3, result = ?4".to_owned(),
-        Finish::Retry { .. } => format!("state = 'retryable', run_at = ?3, {APPEND_ERROR}"),
-        Finish::Discard { .. } => format!("state = 'discarded', finished_at = ?3, {APPEND_ERROR}"),
-        Finish::Snooze { .. } => "state = 'scheduled', run_at = ?3, attempt = attempt - 1".to_owned(),
-        Finish::Defer { .. } => {
-            format!("state = 'scheduled', run_at = ?3, attempt = attempt - 1, {APPEND_ERROR}")
-        }
-        Finish::Cancel { .. } => format!("state = 'cancelled', finished_at = ?3, {APPEND_ERROR}"),
-        Finish::Expire => "state = 'expired', finished_at = ?3, attempt = attempt - 1".to_owned(),
-        Finish::HandBack => "state = 'available', attempt = attempt - 1".to_owned(),
+        Finish::Complete { .. } => "finished_at = ?3, result = ?4".to_owned(),
+        Finish::Retry { .. } => format!("run_at = ?3, {APPEND_ERROR}"),
+        Finish::Discard { .. } | Finish::Cancel { .. } => format!("finished_at = ?3, {APPEND_ERROR}"),
+        Finish::Snooze { .. } => "run_at = ?3, attempt = attempt - 1".to_owned(),
+        Finish::Defer { .. } => format!("run_at = ?3, attempt = attempt - 1, {APPEND_ERROR}"),
+        Finish::Expire => "finished_at = ?3, attempt = attempt - 1".to_owned(),
+        Finish::HandBack => "attempt = attempt - 1".to_owned(),
         // The queue is returned: its total is added after the row is gone.
-        Finish::CompleteAndDelete => return format!("DELETE FROM jobs {FENCE} RETURNING queue"),
+        Finish::CompleteAndDelete => return format!("DELETE FROM jobs {fence} RETURNING queue"),
     };
-    format!("UPDATE jobs SET {set}, {CLEAR_LEASE} {FENCE}")
+    let state = f.target_state().as_str();
+    format!("UPDATE jobs SET state = '{state}', {set}, {CLEAR_LEASE} {fence}")
 }
 
 fn finish_index(f: &Finish) -> usize {
@@ -418,61 +421,59 @@ impl ByIds {
     }
 }
 
-fn rescue(
-    conn: &Connection,
-    now: Timestamp,
-    policies: &RetryPolicies,
-    limit: usize,
-) -> Result<u64, StoreError> {
-    let now_us = to_micros(now);
-    type Candidate = (i64, String, String, i32, i32, Option<String>, Option<String>, i64);
-    let candidates: Vec<Candidate> = {
-        let mut st = conn.prepare_cached(RESCUE).map_err(err)?;
-        st.query_map(params![now_us, limit as i64], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
+fn lapsed(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<LapsedLease>, StoreError> {
+    let mut st = conn.prepare_cached(RESCUE).map_err(err)?;
+    st.query_map(params![to_micros(now), limit as i64], |r| {
+        let retry: Option<String> = r.get(5)?;
+        Ok(LapsedLease {
+            id: JobId(r.get(0)?),
+            queue: r.get(1)?,
+            kind: r.get(2)?,
+            attempt: r.get(3)?,
+            max_attempts: r.get(4)?,
+            // An unreadable policy of the job's own falls back to the others.
+            retry: retry.and_then(|s| serde_json::from_str(&s).ok()),
+            owner: r.get(6)?,
+            lease_token: r.get(7)?,
+            expired_at: from_micros(r.get(8)?),
         })
-        .map_err(err)?
-        .collect::<Result<_, _>>()
-        .map_err(err)?
-    };
-    let mut counted = ByIds::default();
-    let mut n = 0;
-    for (id, queue, kind, attempt, max_attempts, retry, owner, token) in candidates {
-        let own: Option<RetryPolicy> = retry.and_then(|s| serde_json::from_str(&s).ok());
-        let finish = errand_core::lifecycle::rescue(
-            attempt,
-            max_attempts,
-            owner.as_deref(),
-            policies.pick(own.as_ref(), &queue, &kind),
-            now,
-        );
-        let sql = finish_sql(&finish);
-        let (time, text) = match &finish {
-            Finish::Retry { at, error } => (to_micros(*at), json(error)?),
-            Finish::Discard { error } => (now_us, json(error)?),
-            _ => unreachable!("rescue only retries or discards"),
-        };
-        let changed = conn
-            .prepare_cached(sql)
-            .map_err(err)?
-            .execute(params![id, token, time, text])
+    })
+    .map_err(err)?
+    .collect::<Result<_, _>>()
+    .map_err(err)
+}
+
+/// Writes the rescues of leases still lapsed at `now` (under the writer's
+/// lock: no heartbeat can extend one between the check and the write).
+fn rescue_lapsed(
+    conn: &Connection,
+    items: Vec<Completion>,
+    now: Timestamp,
+) -> Result<Vec<CompletionResult>, StoreError> {
+    let mut out = vec![CompletionResult::LeaseLost; items.len()];
+    let mut still = Vec::with_capacity(items.len());
+    let mut at = Vec::with_capacity(items.len());
+    {
+        let mut st = conn
+            .prepare_cached(
+                "SELECT count(*) FROM jobs WHERE id = ?1 AND lease_token = ?2 AND state = 'running' \
+                 AND lease_expires_at < ?3",
+            )
             .map_err(err)?;
-        if changed == 1 {
-            counted.add(id, &finish);
-            n += 1;
+        for (i, c) in items.into_iter().enumerate() {
+            let n: i64 = st
+                .query_row(params![c.id.0, c.lease_token, to_micros(now)], |r| r.get(0))
+                .map_err(err)?;
+            if n == 1 {
+                at.push(i);
+                still.push(c);
+            }
         }
     }
-    counted.write(conn)?;
-    Ok(n)
+    for (i, r) in at.into_iter().zip(complete(conn, still, now)?) {
+        out[i] = r;
+    }
+    Ok(out)
 }
 
 fn load(conn: &Connection, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -501,38 +502,74 @@ fn operator_record(job: &Job, now: Timestamp, message: &str) -> Result<String, S
 
 fn cancel(conn: &Connection, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
     let job = load_scoped(conn, id, scope)?;
-    match job.state {
-        JobState::Scheduled | JobState::Available | JobState::Retryable => {
-            conn.execute(
-                "UPDATE jobs SET state = 'cancelled', finished_at = ?2, errors = json_insert(errors, '$[#]', json(?3)) \
-                 WHERE id = ?1",
-                params![id.0, to_micros(now), operator_record(&job, now, "cancelled by an operator")?],
-            )
-            .map_err(err)?;
-        }
-        JobState::Running => {
+    let refused = || StoreError::InvalidState {
+        id,
+        state: job.state,
+        action: "cancel",
+    };
+    match lifecycle::transition(Some(job.state), Event::Cancel) {
+        // A running job is stopped by its worker, which finishes it cancelled.
+        Ok(_) if job.state == JobState::Running => {
             conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1", [id.0])
                 .map_err(err)?;
         }
-        state => {
-            return Err(StoreError::InvalidState {
-                id,
-                state,
-                action: "cancel",
-            });
-        }
+        Ok(next) => finish_unstarted(conn, &job, next, "cancelled by an operator", now)?,
+        Err(_) => return Err(refused()),
     }
     load_scoped(conn, id, scope)
 }
 
+fn discard(conn: &Connection, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+    let job = load_scoped(conn, id, scope)?;
+    let next = lifecycle::transition(Some(job.state), Event::OperatorDiscard).map_err(|_| {
+        StoreError::InvalidState {
+            id,
+            state: job.state,
+            action: "discard",
+        }
+    })?;
+    finish_unstarted(
+        conn,
+        &job,
+        next,
+        &lifecycle::operator_discard_error(job.attempt, now).message,
+        now,
+    )?;
+    conn.prepare_cached("UPDATE queues SET discarded_total = discarded_total + 1 WHERE name = ?1")
+        .map_err(err)?
+        .execute([&job.queue])
+        .map_err(err)?;
+    load_scoped(conn, id, scope)
+}
+
+/// An operator finishes an unstarted job (`job`, read under the writer's
+/// lock) in state `next`, recording `message` in its history.
+fn finish_unstarted(
+    conn: &Connection,
+    job: &Job,
+    next: JobState,
+    message: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = ?2, finished_at = ?3, errors = json_insert(errors, '$[#]', json(?4)) \
+         WHERE id = ?1",
+    )
+    .map_err(err)?
+    .execute(params![
+        job.id.0,
+        next.as_str(),
+        to_micros(now),
+        operator_record(job, now, message)?
+    ])
+    .map_err(err)?;
+    Ok(())
+}
+
 fn retry(conn: &Connection, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
     let job = load_scoped(conn, id, scope)?;
-    match job.state {
-        JobState::Discarded
-        | JobState::Cancelled
-        | JobState::Expired
-        | JobState::Retryable
-        | JobState::Scheduled => {
+    match lifecycle::transition(Some(job.state), Event::OperatorRetry) {
+        Ok(next) => {
             if let Some(key) = &job.unique_key {
                 // Under the writer's lock: no insert can race this check.
                 let unfinished = json(&JobState::UNFINISHED.map(JobState::as_str))?;
@@ -550,11 +587,11 @@ fn retry(conn: &Connection, id: JobId, scope: &Scope, now: Timestamp) -> Result<
                 }
             }
             conn.execute(
-                "UPDATE jobs SET state = 'available', run_at = ?2, finished_at = NULL, cancel_requested = 0, \
+                "UPDATE jobs SET state = ?3, run_at = ?2, finished_at = NULL, cancel_requested = 0, \
                  max_attempts = max(max_attempts, attempt + 1), \
                  expires_at = CASE WHEN expires_at <= ?2 THEN NULL ELSE expires_at END \
                  WHERE id = ?1",
-                params![id.0, to_micros(now)],
+                params![id.0, to_micros(now), next.as_str()],
             )
             .map_err(err)?;
             conn.execute(
@@ -564,19 +601,16 @@ fn retry(conn: &Connection, id: JobId, scope: &Scope, now: Timestamp) -> Result<
             .map_err(err)?;
             load_scoped(conn, id, scope)
         }
-        state => Err(StoreError::InvalidState {
+        Err(_) => Err(StoreError::InvalidState {
             id,
-            state,
+            state: job.state,
             action: "retry",
         }),
     }
 }
 
 fn list(conn: &Connection, f: &JobFilter) -> Result<JobPage, StoreError> {
-    let limit = match f.limit {
-        0 => 50,
-        n => n.min(1000),
-    };
+    let limit = f.page_size();
     let mut sql = String::from("SELECT * FROM jobs WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let mut push = |clause: &str, v: rusqlite::types::Value, sql: &mut String| {
@@ -623,7 +657,12 @@ fn list(conn: &Connection, f: &JobFilter) -> Result<JobPage, StoreError> {
     Ok(JobPage { jobs, next_cursor })
 }
 
-fn queues(conn: &Connection, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
+fn queues(conn: &Connection, scope: &Scope, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
+    let all = *scope == Scope::All;
+    let tenant = match scope {
+        Scope::All => None,
+        Scope::Tenant(t) => Some(t.clone()),
+    };
     let mut out: BTreeMap<String, QueueStats> = BTreeMap::new();
     let mut st = conn
         .prepare("SELECT name, paused, completed_total, failed_total, discarded_total FROM queues")
@@ -633,9 +672,9 @@ fn queues(conn: &Connection, now: Timestamp) -> Result<Vec<QueueStats>, StoreErr
             Ok(QueueStats {
                 name: r.get(0)?,
                 paused: r.get::<_, i64>(1)? != 0,
-                completed_total: r.get::<_, i64>(2)? as u64,
-                failed_total: r.get::<_, i64>(3)? as u64,
-                discarded_total: r.get::<_, i64>(4)? as u64,
+                completed_total: all.then_some(r.get::<_, i64>(2)? as u64),
+                failed_total: all.then_some(r.get::<_, i64>(3)? as u64),
+                discarded_total: all.then_some(r.get::<_, i64>(4)? as u64),
                 ..Default::default()
             })
         })
@@ -645,10 +684,12 @@ fn queues(conn: &Connection, now: Timestamp) -> Result<Vec<QueueStats>, StoreErr
         out.insert(q.name.clone(), q);
     }
     let mut st = conn
-        .prepare("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
+        .prepare(
+            "SELECT queue, state, count(*) FROM jobs WHERE (?1 IS NULL OR tenant = ?1) GROUP BY queue, state",
+        )
         .map_err(err)?;
     let rows = st
-        .query_map([], |r| {
+        .query_map([&tenant], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -666,11 +707,12 @@ fn queues(conn: &Connection, now: Timestamp) -> Result<Vec<QueueStats>, StoreErr
         // A job is available (waiting) since it was due or, if it was
         // enqueued already due (run_at in the past), since it was enqueued.
         .prepare(
-            "SELECT queue, min(max(run_at, created_at)) FROM jobs WHERE state = 'available' GROUP BY queue",
+            "SELECT queue, min(max(run_at, created_at)) FROM jobs WHERE state = 'available' \
+             AND (?1 IS NULL OR tenant = ?1) GROUP BY queue",
         )
         .map_err(err)?;
     let rows = st
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .query_map([&tenant], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
         .map_err(err)?;
     for row in rows {
         let (queue, oldest) = row.map_err(err)?;
@@ -695,7 +737,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl JobQueue for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
@@ -828,16 +870,71 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn rescue_expired_leases(
+    async fn cancel_requests(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = json(&ids.iter().map(|id| id.0).collect::<Vec<_>>())?;
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?1)) \
+                     AND state = 'running' AND cancel_requested = 1",
+                )
+                .map_err(err)?;
+            let rows = stmt.query_map([&ids], |r| r.get::<_, i64>(0)).map_err(err)?;
+            let ids: Vec<i64> = rows.collect::<Result<_, _>>().map_err(err)?;
+            Ok(ids.into_iter().map(JobId).collect())
+        })
+        .await
+    }
+
+    async fn queues_with_available_jobs(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            // One probe of the fetch index per known queue.
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT q.name FROM queues AS q WHERE EXISTS \
+                     (SELECT 1 FROM jobs AS j WHERE j.queue = q.name AND j.state = 'available') ORDER BY q.name",
+                )
+                .map_err(err)?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {
+        let mut rx = self.inner.watch.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.changed()).await;
+        Ok(())
+    }
+
+    /// Two: claims queue up at the single writer at no extra cost, and with
+    /// two under way the writer claims the next batch while the last one is
+    /// read and started (about a fifth more jobs per second in `errand bench`).
+    fn claims_in_flight(&self) -> usize {
+        2
+    }
+}
+
+#[async_trait]
+impl Housekeeping for SqliteStore {
+    async fn lapsed_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<LapsedLease>, StoreError> {
+        self.read(move |conn| lapsed(conn, now, limit)).await
+    }
+
+    async fn rescue_lapsed(
         &self,
+        items: Vec<Completion>,
         now: Timestamp,
-        policies: &RetryPolicies,
-        limit: usize,
-    ) -> Result<u64, StoreError> {
-        let policies = policies.clone();
+    ) -> Result<Vec<CompletionResult>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         self.inner
             .writer
-            .run(move |conn| rescue(conn, now, &policies, limit))
+            .run(move |conn| rescue_lapsed(conn, items, now))
             .await
     }
 
@@ -914,26 +1011,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn cancel_requests(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids = json(&ids.iter().map(|id| id.0).collect::<Vec<_>>())?;
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?1)) \
-                     AND state = 'running' AND cancel_requested = 1",
-                )
-                .map_err(err)?;
-            let rows = stmt.query_map([&ids], |r| r.get::<_, i64>(0)).map_err(err)?;
-            let ids: Vec<i64> = rows.collect::<Result<_, _>>().map_err(err)?;
-            Ok(ids.into_iter().map(JobId).collect())
-        })
-        .await
-    }
-
+#[async_trait]
+impl Operator for SqliteStore {
     async fn get_job(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
         let scope = scope.clone();
         self.read(move |conn| load_scoped(conn, id, &scope)).await
@@ -960,13 +1041,23 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn discard_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+        let scope = scope.clone();
+        self.inner
+            .writer
+            .run(move |conn| discard(conn, id, &scope, now))
+            .await
+    }
+
     async fn set_queue_paused(
         &self,
         queue: &str,
         paused: bool,
         create: bool,
+        scope: &Scope,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        scope.require_all("pausing or resuming a queue")?;
         let queue = queue.to_owned();
         self.inner
             .writer
@@ -992,21 +1083,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn queues_with_available_jobs(&self) -> Result<Vec<String>, StoreError> {
-        self.read(|conn| {
-            // One probe of the fetch index per known queue.
-            let mut st = conn
-                .prepare_cached(
-                    "SELECT q.name FROM queues AS q WHERE EXISTS \
-                     (SELECT 1 FROM jobs AS j WHERE j.queue = q.name AND j.state = 'available') ORDER BY q.name",
-                )
-                .map_err(err)?;
-            let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(err)
-        })
-        .await
-    }
-
     async fn clear_queue(&self, queue: &str, scope: &Scope) -> Result<u64, StoreError> {
         let queue = queue.to_owned();
         let tenant = match scope {
@@ -1029,7 +1105,8 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn remove_queue(&self, queue: &str) -> Result<(), StoreError> {
+    async fn remove_queue(&self, queue: &str, scope: &Scope) -> Result<(), StoreError> {
+        scope.require_all("removing a queue")?;
         let name = queue.to_owned();
         let unfinished = json(&JobState::UNFINISHED.map(JobState::as_str))?;
         self.inner
@@ -1072,10 +1149,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn list_queues(&self, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
-        self.read(move |conn| queues(conn, now)).await
+    async fn queue_stats(&self, scope: &Scope, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
+        let scope = scope.clone();
+        self.read(move |conn| queues(conn, &scope, now)).await
     }
 
+    async fn list_schedules(&self, scope: &Scope) -> Result<Vec<ScheduleState>, StoreError> {
+        // Schedules belong to no tenant.
+        if !scope.allows(None) {
+            return Ok(Vec::new());
+        }
+        self.read(crate::schedule::list).await
+    }
+}
+
+#[async_trait]
+impl Leadership for SqliteStore {
     async fn elect_leader(
         &self,
         role: &str,
@@ -1116,7 +1205,10 @@ impl Store for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl Schedules for SqliteStore {
     async fn sync_schedules(
         &self,
         schedules: Vec<ScheduleRegistration>,
@@ -1140,22 +1232,5 @@ impl Store for SqliteStore {
             .writer
             .run(move |conn| crate::schedule::fire_all(conn, ticks, now))
             .await
-    }
-
-    async fn list_schedules(&self) -> Result<Vec<ScheduleState>, StoreError> {
-        self.read(crate::schedule::list).await
-    }
-
-    async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {
-        let mut rx = self.inner.watch.subscribe();
-        let _ = tokio::time::timeout(timeout, rx.changed()).await;
-        Ok(())
-    }
-
-    /// Two: claims queue up at the single writer at no extra cost, and with
-    /// two under way the writer claims the next batch while the last one is
-    /// read and started (about a fifth more jobs per second in `errand bench`).
-    fn claims_in_flight(&self) -> usize {
-        2
     }
 }

@@ -103,25 +103,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             attempts: Arc::new(AtomicU32::new(0)),
         })
         .build()?;
-    // Maintenance promotes the retried e-mail when its backoff is over. With
-    // the worker's retry policies, a job whose worker dies mid-attempt waits
-    // as long as a failed attempt of its kind would.
-    let maintenance_config = errand::MaintenanceConfig {
-        interval: Duration::from_millis(50),
-        rescue_policies: worker.retry_policies(),
-        ..Default::default()
-    };
-    let worker = worker.start();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let maintenance = tokio::spawn(errand.maintenance(maintenance_config).run(stop.clone()));
+    // The node runs the worker and the maintenance, which promotes the
+    // retried e-mail when its backoff is over; a job whose worker dies
+    // mid-attempt waits as long as a failed attempt of its kind would.
+    let node = errand
+        .node()
+        .worker(worker)
+        .maintenance(errand::MaintenanceConfig {
+            interval: Duration::from_millis(50),
+            ..Default::default()
+        })
+        .start()?;
+    let worker = node.worker().expect("the node runs a worker");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while worker.stats().completed < 3 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    worker.shutdown().await;
-    stop.cancel();
-    maintenance.await?;
+    node.shutdown().await;
 
     let page = client
         .jobs(&JobFilter {

@@ -65,18 +65,24 @@ async fn all_jobs(store: &dyn Store) -> Vec<Job> {
 
 /// (jobs completed in `queue`, the queue's completion counter).
 async fn completed(store: &dyn Store, queue: &str) -> (u64, u64) {
-    let qs = store.list_queues(Timestamp::now()).await.expect("list queues");
+    let qs = store
+        .queue_stats(&errand::core::Scope::All, Timestamp::now())
+        .await
+        .expect("list queues");
     qs.iter().find(|q| q.name == queue).map_or((0, 0), |q| {
         (
             q.counts.get(&JobState::Completed).copied().unwrap_or(0),
-            q.completed_total,
+            q.completed_total.unwrap_or(0),
         )
     })
 }
 
 /// Jobs waiting to be claimed.
 async fn available(store: &dyn Store) -> u64 {
-    let qs = store.list_queues(Timestamp::now()).await.expect("list queues");
+    let qs = store
+        .queue_stats(&errand::core::Scope::All, Timestamp::now())
+        .await
+        .expect("list queues");
     qs.iter().filter_map(|q| q.counts.get(&JobState::Available)).sum()
 }
 

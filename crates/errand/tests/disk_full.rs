@@ -2,11 +2,12 @@
 //! makes every write that needs a new page fail with SQLITE_FULL, exactly as
 //! a full disk does, and raising it again is the space coming back.
 
+use errand::core::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use errand::core::{JobState, Outcome, Scope, Store};
+use errand::core::{JobState, Outcome, Scope};
 use errand::{Errand, Executor, JobContext, NewJob, Readiness, SqliteConfig, SqliteStore, WorkerConfig};
 
 /// Succeeds with a result large enough to need new pages when it is written.

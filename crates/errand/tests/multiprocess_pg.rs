@@ -141,11 +141,14 @@ async fn all_jobs(store: &dyn Store) -> Vec<Job> {
 
 /// (jobs now completed, the completion counter) over every queue.
 async fn completed(store: &dyn Store) -> (u64, u64) {
-    let qs = store.list_queues(Timestamp::now()).await.expect("list queues");
+    let qs = store
+        .queue_stats(&errand::core::Scope::All, Timestamp::now())
+        .await
+        .expect("list queues");
     qs.iter().fold((0, 0), |(n, t), q| {
         (
             n + q.counts.get(&JobState::Completed).copied().unwrap_or(0),
-            t + q.completed_total,
+            t + q.completed_total.unwrap_or(0),
         )
     })
 }

@@ -12,11 +12,12 @@ use tokio::sync::Notify;
 
 use crate::clock;
 use crate::error::StoreError;
-use crate::job::{Completion, ErrorRecord, Finish, Job, JobId, JobState, Lease, Progress, UniqueMode};
-use crate::retry::RetryPolicies;
+use crate::job::{Completion, Finish, Job, JobId, JobState, Lease, Progress, UniqueMode};
+use crate::lifecycle::{self, Event};
 use crate::store::{
-    ClaimRequest, CompletionResult, Inserted, JobFilter, JobPage, LeaseReport, PruneRequest, QueueStats,
-    ScheduleOutcome, ScheduleRegistration, ScheduleState, ScheduleTick, Scope, Store, TickResult,
+    ClaimRequest, CompletionResult, Housekeeping, Inserted, JobFilter, JobPage, JobQueue, LapsedLease,
+    Leadership, LeaseReport, Operator, PruneRequest, QueueStats, ScheduleOutcome, ScheduleRegistration,
+    ScheduleState, ScheduleTick, Schedules, Scope, Store, TickResult,
 };
 use crate::validate::ValidJob;
 
@@ -252,12 +253,66 @@ fn visible_mut<'a>(state: &'a mut State, id: JobId, scope: &Scope) -> Result<&'a
     }
 }
 
+impl State {
+    /// Writes one fenced finish (see [`JobQueue::complete_batch`]).
+    fn finish(&mut self, c: Completion, now: Timestamp) -> CompletionResult {
+        let Some(job) = self.jobs.get_mut(&c.id).filter(|j| held(j, c.lease_token)) else {
+            return CompletionResult::LeaseLost;
+        };
+        job.lease = None;
+        job.state = c.finish.target_state();
+        let delete = matches!(c.finish, Finish::CompleteAndDelete);
+        let (mut completed, mut failed, mut discarded) = (0, 0, 0);
+        match c.finish {
+            Finish::Complete { result } => {
+                job.result = result;
+                completed = 1;
+            }
+            Finish::Retry { at, error } => {
+                job.run_at = at;
+                job.errors.push(error);
+                failed = 1;
+            }
+            Finish::Discard { error } => {
+                job.errors.push(error);
+                failed = 1;
+                discarded = 1;
+            }
+            Finish::Snooze { at } => {
+                job.run_at = at;
+                job.attempt -= 1;
+            }
+            Finish::Defer { at, note } => {
+                job.run_at = at;
+                job.attempt -= 1;
+                job.errors.push(note);
+            }
+            Finish::Cancel { error } => job.errors.push(error),
+            Finish::Expire => job.attempt -= 1,
+            Finish::HandBack => job.attempt -= 1,
+            Finish::CompleteAndDelete => completed = 1,
+        }
+        if job.state.is_finished() {
+            job.finished_at = Some(now);
+        }
+        let queue = job.queue.clone();
+        if delete {
+            self.jobs.remove(&c.id);
+        }
+        let q = self.queue(&queue);
+        q.completed_total += completed;
+        q.failed_total += failed;
+        q.discarded_total += discarded;
+        CompletionResult::Done
+    }
+}
+
 fn held(job: &Job, token: i64) -> bool {
     job.state == JobState::Running && job.lease.as_ref().is_some_and(|l| l.token == token)
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl JobQueue for MemoryStore {
     fn backend(&self) -> &'static str {
         "memory"
     }
@@ -312,59 +367,7 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<Vec<CompletionResult>, StoreError> {
         let mut st = self.lock();
-        let mut out = Vec::with_capacity(items.len());
-        for c in items {
-            let Some(job) = st.jobs.get_mut(&c.id).filter(|j| held(j, c.lease_token)) else {
-                out.push(CompletionResult::LeaseLost);
-                continue;
-            };
-            job.lease = None;
-            job.state = c.finish.target_state();
-            let delete = matches!(c.finish, Finish::CompleteAndDelete);
-            let (mut completed, mut failed, mut discarded) = (0, 0, 0);
-            match c.finish {
-                Finish::Complete { result } => {
-                    job.result = result;
-                    completed = 1;
-                }
-                Finish::Retry { at, error } => {
-                    job.run_at = at;
-                    job.errors.push(error);
-                    failed = 1;
-                }
-                Finish::Discard { error } => {
-                    job.errors.push(error);
-                    failed = 1;
-                    discarded = 1;
-                }
-                Finish::Snooze { at } => {
-                    job.run_at = at;
-                    job.attempt -= 1;
-                }
-                Finish::Defer { at, note } => {
-                    job.run_at = at;
-                    job.attempt -= 1;
-                    job.errors.push(note);
-                }
-                Finish::Cancel { error } => job.errors.push(error),
-                Finish::Expire => job.attempt -= 1,
-                Finish::HandBack => job.attempt -= 1,
-                Finish::CompleteAndDelete => completed = 1,
-            }
-            if job.state.is_finished() {
-                job.finished_at = Some(now);
-            }
-            let queue = job.queue.clone();
-            if delete {
-                st.jobs.remove(&c.id);
-            }
-            let q = st.queue(&queue);
-            q.completed_total += completed;
-            q.failed_total += failed;
-            q.discarded_total += discarded;
-            out.push(CompletionResult::Done);
-        }
-        Ok(out)
+        Ok(items.into_iter().map(|c| st.finish(c, now)).collect())
     }
 
     async fn cancel_requests(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
@@ -423,50 +426,73 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn rescue_expired_leases(
-        &self,
-        now: Timestamp,
-        policies: &RetryPolicies,
-        limit: usize,
-    ) -> Result<u64, StoreError> {
-        let mut st = self.lock();
-        let mut lost: Vec<(Timestamp, JobId)> = st
+    async fn queues_with_available_jobs(&self) -> Result<Vec<String>, StoreError> {
+        let st = self.lock();
+        let mut names: Vec<String> = st
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Available)
+            .map(|j| j.queue.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {
+        let _ = tokio::time::timeout(timeout, self.changed.notified()).await;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Housekeeping for MemoryStore {
+    async fn lapsed_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<LapsedLease>, StoreError> {
+        let st = self.lock();
+        let mut lapsed: Vec<LapsedLease> = st
             .jobs
             .values()
             .filter_map(|j| match (&j.state, &j.lease) {
-                (JobState::Running, Some(l)) if l.expires_at < now => Some((l.expires_at, j.id)),
+                (JobState::Running, Some(l)) if l.expires_at < now => Some(LapsedLease {
+                    id: j.id,
+                    queue: j.queue.clone(),
+                    kind: j.kind.clone(),
+                    attempt: j.attempt,
+                    max_attempts: j.max_attempts,
+                    retry: j.retry.clone(),
+                    owner: Some(l.owner.clone()),
+                    lease_token: l.token,
+                    expired_at: l.expires_at,
+                }),
                 _ => None,
             })
             .collect();
-        lost.sort();
-        lost.truncate(limit);
-        for &(_, id) in &lost {
-            let job = st.jobs.get_mut(&id).expect("listed");
-            let lease = job.lease.take().expect("running with a lease");
-            job.errors.push(ErrorRecord {
-                attempt: job.attempt,
-                at: now,
-                message: format!(
-                    "lease {} of {} expired at {} without a heartbeat",
-                    lease.token, lease.owner, lease.expires_at
-                ),
-                worker: Some(lease.owner),
-            });
-            let discarded = job.attempt >= job.max_attempts;
-            if discarded {
-                job.state = JobState::Discarded;
-                job.finished_at = Some(now);
-            } else {
-                let p = policies.pick(job.retry.as_ref(), &job.queue, &job.kind);
-                job.state = JobState::Retryable;
-                job.run_at = clock::add(now, p.delay_random(job.attempt));
-            }
-            let queue = job.queue.clone();
-            let q = st.queue(&queue);
-            q.failed_total += 1;
-            q.discarded_total += u64::from(discarded);
-        }
-        Ok(lost.len() as u64)
+        lapsed.sort_by_key(|l| (l.expired_at, l.id));
+        lapsed.truncate(limit);
+        Ok(lapsed)
+    }
+
+    async fn rescue_lapsed(
+        &self,
+        items: Vec<Completion>,
+        now: Timestamp,
+    ) -> Result<Vec<CompletionResult>, StoreError> {
+        let mut st = self.lock();
+        Ok(items
+            .into_iter()
+            .map(|c| {
+                let lapsed = st
+                    .jobs
+                    .get(&c.id)
+                    .and_then(|j| j.lease.as_ref())
+                    .is_some_and(|l| l.expires_at < now);
+                if lapsed {
+                    st.finish(c, now)
+                } else {
+                    CompletionResult::LeaseLost
+                }
+            })
+            .collect())
     }
 
     async fn promote_due(&self, now: Timestamp, limit: usize) -> Result<Vec<String>, StoreError> {
@@ -541,16 +567,16 @@ impl Store for MemoryStore {
             .map(|j| j.run_at)
             .min())
     }
+}
 
+#[async_trait]
+impl Operator for MemoryStore {
     async fn get_job(&self, id: JobId, scope: &Scope) -> Result<Job, StoreError> {
         visible_mut(&mut self.lock(), id, scope).map(|j| j.clone())
     }
 
     async fn list_jobs(&self, f: &JobFilter) -> Result<JobPage, StoreError> {
-        let limit = match f.limit {
-            0 => 50,
-            n => n.min(1000),
-        };
+        let limit = f.page_size();
         let st = self.lock();
         let mut jobs: Vec<Job> = st
             .jobs
@@ -579,16 +605,17 @@ impl Store for MemoryStore {
     async fn cancel_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
         let mut st = self.lock();
         let job = visible_mut(&mut st, id, scope)?;
-        match job.state {
-            JobState::Scheduled | JobState::Available | JobState::Retryable => {
-                job.state = JobState::Cancelled;
+        match lifecycle::transition(Some(job.state), Event::Cancel) {
+            // A running job is stopped by its worker, which finishes it cancelled.
+            Ok(_) if job.state == JobState::Running => job.cancel_requested = true,
+            Ok(next) => {
+                job.state = next;
                 job.finished_at = Some(now);
             }
-            JobState::Running => job.cancel_requested = true,
-            state => {
+            Err(_) => {
                 return Err(StoreError::InvalidState {
                     id,
-                    state,
+                    state: job.state,
                     action: "cancel",
                 });
             }
@@ -602,10 +629,8 @@ impl Store for MemoryStore {
             let job = visible_mut(&mut st, id, scope)?;
             (job.unique_key.clone(), job.tenant.clone())
         };
-        let retriable = !matches!(
-            visible_mut(&mut st, id, scope)?.state,
-            JobState::Completed | JobState::Running | JobState::Available
-        );
+        let retriable =
+            lifecycle::transition(Some(visible_mut(&mut st, id, scope)?.state), Event::OperatorRetry).is_ok();
         if let Some(key) = key.filter(|_| retriable)
             && let Some(holder) = st.jobs.values().find(|j| {
                 j.id != id
@@ -620,14 +645,14 @@ impl Store for MemoryStore {
             });
         }
         let job = visible_mut(&mut st, id, scope)?;
-        match job.state {
-            JobState::Completed | JobState::Running | JobState::Available => Err(StoreError::InvalidState {
+        match lifecycle::transition(Some(job.state), Event::OperatorRetry) {
+            Err(_) => Err(StoreError::InvalidState {
                 id,
                 state: job.state,
                 action: "retry",
             }),
-            _ => {
-                job.state = JobState::Available;
+            Ok(next) => {
+                job.state = next;
                 job.run_at = now;
                 job.finished_at = None;
                 job.cancel_requested = false;
@@ -640,32 +665,40 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn discard_job(&self, id: JobId, scope: &Scope, now: Timestamp) -> Result<Job, StoreError> {
+        let mut st = self.lock();
+        let job = visible_mut(&mut st, id, scope)?;
+        let next = lifecycle::transition(Some(job.state), Event::OperatorDiscard).map_err(|_| {
+            StoreError::InvalidState {
+                id,
+                state: job.state,
+                action: "discard",
+            }
+        })?;
+        job.state = next;
+        job.finished_at = Some(now);
+        job.errors
+            .push(lifecycle::operator_discard_error(job.attempt, now));
+        let (job, queue) = (job.clone(), job.queue.clone());
+        st.queue(&queue).discarded_total += 1;
+        Ok(job)
+    }
+
     async fn set_queue_paused(
         &self,
         queue: &str,
         paused: bool,
         create: bool,
+        scope: &Scope,
         _now: Timestamp,
     ) -> Result<(), StoreError> {
+        scope.require_all("pausing or resuming a queue")?;
         let mut st = self.lock();
         if !create && !st.queues.contains_key(queue) {
             return Err(StoreError::QueueNotFound(queue.to_owned()));
         }
         st.queue(queue).paused = paused;
         Ok(())
-    }
-
-    async fn queues_with_available_jobs(&self) -> Result<Vec<String>, StoreError> {
-        let st = self.lock();
-        let mut names: Vec<String> = st
-            .jobs
-            .values()
-            .filter(|j| j.state == JobState::Available)
-            .map(|j| j.queue.clone())
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
     }
 
     async fn clear_queue(&self, queue: &str, scope: &Scope) -> Result<u64, StoreError> {
@@ -677,7 +710,8 @@ impl Store for MemoryStore {
         Ok((before - st.jobs.len()) as u64)
     }
 
-    async fn remove_queue(&self, queue: &str) -> Result<(), StoreError> {
+    async fn remove_queue(&self, queue: &str, scope: &Scope) -> Result<(), StoreError> {
+        scope.require_all("removing a queue")?;
         let mut st = self.lock();
         if !st.queues.contains_key(queue) {
             return Err(StoreError::QueueNotFound(queue.to_owned()));
@@ -697,15 +731,20 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn list_queues(&self, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
+    async fn queue_stats(&self, scope: &Scope, now: Timestamp) -> Result<Vec<QueueStats>, StoreError> {
         let st = self.lock();
+        let all = *scope == Scope::All;
         Ok(st
             .queues
             .iter()
             .map(|(name, q)| {
                 let mut counts = BTreeMap::new();
                 let mut oldest: Option<Timestamp> = None;
-                for j in st.jobs.values().filter(|j| j.queue == *name) {
+                for j in st
+                    .jobs
+                    .values()
+                    .filter(|j| j.queue == *name && scope.allows(j.tenant.as_deref()))
+                {
                     *counts.entry(j.state).or_insert(0) += 1;
                     if j.state == JobState::Available {
                         let since = j.run_at.max(j.created_at);
@@ -720,14 +759,25 @@ impl Store for MemoryStore {
                         let us = (clock::to_micros(now) - clock::to_micros(o)).max(0);
                         Duration::from_micros(us as u64)
                     }),
-                    completed_total: q.completed_total,
-                    failed_total: q.failed_total,
-                    discarded_total: q.discarded_total,
+                    completed_total: all.then_some(q.completed_total),
+                    failed_total: all.then_some(q.failed_total),
+                    discarded_total: all.then_some(q.discarded_total),
                 }
             })
             .collect())
     }
 
+    async fn list_schedules(&self, scope: &Scope) -> Result<Vec<ScheduleState>, StoreError> {
+        // Schedules belong to no tenant.
+        if !scope.allows(None) {
+            return Ok(Vec::new());
+        }
+        Ok(self.lock().list_schedules())
+    }
+}
+
+#[async_trait]
+impl Leadership for MemoryStore {
     async fn elect_leader(
         &self,
         role: &str,
@@ -754,7 +804,10 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl Schedules for MemoryStore {
     async fn sync_schedules(
         &self,
         regs: Vec<ScheduleRegistration>,
@@ -777,14 +830,5 @@ impl Store for MemoryStore {
             self.changed.notify_waiters();
         }
         Ok(out)
-    }
-
-    async fn list_schedules(&self) -> Result<Vec<ScheduleState>, StoreError> {
-        Ok(self.lock().list_schedules())
-    }
-
-    async fn wait_for_change(&self, timeout: Duration) -> Result<(), StoreError> {
-        let _ = tokio::time::timeout(timeout, self.changed.notified()).await;
-        Ok(())
     }
 }

@@ -67,6 +67,7 @@ macro_rules! store_conformance {
     ($make:path, teardown = $teardown:path) => {
         $crate::store_conformance! { @tests $make, $teardown;
             single: [
+                // ── JobQueue (the hot path) ──
                 // insert_jobs
                 bulk_insert_returns_ids_in_input_order,
                 bulk_insert_keeps_each_jobs_own_fields,
@@ -99,7 +100,7 @@ macro_rules! store_conformance {
                 result_less_successes_in_one_batch_are_fenced_one_by_one,
                 every_finish_in_one_batch_lands_on_its_own_job,
                 complete_and_delete_removes_the_job_and_counts_it,
-                // extend_leases, report_progress, rescue_expired_leases
+                // extend_leases, report_progress; Housekeeping: lapsed_leases, rescue_lapsed
                 extend_leases_moves_the_lease_deadline,
                 extend_leases_reports_leases_no_longer_held,
                 extend_leases_reports_cancel_requests,
@@ -108,6 +109,7 @@ macro_rules! store_conformance {
                 rescue_picks_the_kind_then_the_queue_policy,
                 rescue_discards_jobs_out_of_attempts_and_honours_its_limit,
                 stale_completion_after_rescue_is_refused,
+                // ── Housekeeping (maintenance primitives) ──
                 // promote_due, next_due_at, expire_due, prune_finished
                 promote_due_makes_due_scheduled_and_retryable_jobs_available,
                 next_due_at_is_the_earliest_scheduled_or_retryable_run_at,
@@ -115,6 +117,7 @@ macro_rules! store_conformance {
                 prune_finished_deletes_only_jobs_finished_before_the_horizon,
                 prune_finished_targets_queues_and_honours_its_limit,
                 queue_totals_count_outcomes_and_survive_pruning,
+                // ── Operator (tenant-scoped reads and actions) ──
                 // get_job, list_jobs
                 get_job_hides_other_tenants_jobs,
                 list_jobs_filters_by_state_queue_kind_and_tenant,
@@ -130,7 +133,9 @@ macro_rules! store_conformance {
                 retry_job_makes_unfinished_and_cancelled_jobs_available_now,
                 retry_job_refuses_completed_and_running_jobs,
                 retry_job_refuses_to_revive_a_unique_key_another_job_holds,
-                // queues, leadership
+                discard_job_discards_unstarted_jobs_and_counts_them,
+                a_tenant_scope_sees_its_own_counts_and_cannot_act_on_whole_queues,
+                // queues; ── Leadership ──
                 set_queue_paused_creates_and_flags_the_queue,
                 set_queue_paused_without_create_refuses_an_unknown_queue,
                 clear_queue_deletes_only_waiting_jobs_in_scope,
@@ -140,7 +145,7 @@ macro_rules! store_conformance {
                 list_queues_oldest_wait_starts_when_a_job_became_available,
                 leader_role_is_exclusive_while_its_ttl_lasts,
                 resigned_leader_role_is_free_at_once,
-                // schedules
+                // ── Schedules ──
                 sync_registers_schedules_and_lists_them_by_name,
                 fire_schedule_tick_enqueues_the_job_and_records_the_run,
                 second_fire_of_a_tick_is_already_fired,
@@ -150,6 +155,8 @@ macro_rules! store_conformance {
                 dropping_ticks_moves_only_the_next_fire_time,
                 last_outcome_of_a_pruned_job_is_pruned,
                 fire_schedule_ticks_answers_each_tick_in_input_order,
+                // the state machine
+                every_state_and_event_moves_a_job_as_the_lifecycle_says,
             ];
             multi: [
                 concurrent_inserts_of_one_key_make_one_job,
@@ -183,6 +190,7 @@ mod self_check {
             include_str!("scenarios/queues.rs"),
             include_str!("scenarios/read.rs"),
             include_str!("scenarios/schedules.rs"),
+            include_str!("scenarios/transitions.rs"),
             include_str!("scenarios/unique.rs"),
         ];
         let mut n = 0;

@@ -8,7 +8,8 @@ use jiff::Timestamp;
 use crate::clock;
 use crate::error::StoreError;
 use crate::job::{Completion, ErrorRecord, Finish, Job, JobId, JobState, NewJob};
-use crate::store::{ClaimRequest, CompletionResult, Inserted, JobFilter, QueueStats, Scope, Store};
+pub(crate) use crate::store::Scope;
+use crate::store::{ClaimRequest, CompletionResult, Inserted, JobFilter, QueueStats, Store};
 use crate::validate::{Limits, ValidJob, validate};
 
 /// The lease every helper claim asks for: 30 s and a few microseconds, so a
@@ -241,9 +242,27 @@ pub(crate) async fn list_all(store: &dyn Store, filter: &JobFilter) -> Vec<JobId
     panic!("list_jobs kept returning cursors: pagination does not end");
 }
 
+/// Rescues up to `limit` lapsed leases as the engine does: the store reports
+/// them, [`lifecycle::rescue_completion`](crate::lifecycle::rescue_completion)
+/// decides, the store writes. Returns how many were written.
+pub(crate) async fn rescue(
+    store: &dyn Store,
+    now: Timestamp,
+    policies: &crate::RetryPolicies,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let lapsed = store.lapsed_leases(now, limit).await?;
+    let items = lapsed
+        .iter()
+        .map(|l| crate::lifecycle::rescue_completion(l, policies, now))
+        .collect();
+    let done = store.rescue_lapsed(items, now).await?;
+    Ok(done.iter().filter(|r| **r == CompletionResult::Done).count() as u64)
+}
+
 /// The figures of `queue`, which must be listed.
 pub(crate) async fn queue_stats(store: &dyn Store, queue: &str, now: Timestamp) -> QueueStats {
-    let all = ok("list_queues", store.list_queues(now).await);
+    let all = ok("list_queues", store.queue_stats(&Scope::All, now).await);
     let names: Vec<&str> = all.iter().map(|q| q.name.as_str()).collect();
     all.iter()
         .find(|q| q.name == queue)

@@ -172,6 +172,10 @@ async fn rescued_jobs_wait_as_the_worker_would_have_them_wait() {
     assert_eq!(policies.queues.get("slow"), Some(&RetryPolicy::fixed(secs(300))));
     assert_eq!(policies.queues.len(), 1, "a queue without a policy adds none");
     assert_eq!(policies.default, RetryPolicy::fixed(secs(20)));
+    // Starting the worker registers its policies with the runtime, whose
+    // maintenance then rescues with them: nothing to hand over by hand.
+    worker.start().shutdown().await;
+    assert_eq!(errand.retry_policies(), policies);
 
     let client = errand.client();
     let store = errand.store().clone();
@@ -199,10 +203,7 @@ async fn rescued_jobs_wait_as_the_worker_would_have_them_wait() {
         assert_eq!(claimed.len(), 1);
         expected.push((id, wait));
     }
-    let mut m = errand.maintenance(MaintenanceConfig {
-        rescue_policies: policies,
-        ..MaintenanceConfig::default()
-    });
+    let mut m = errand.maintenance(MaintenanceConfig::default());
     clock.advance(secs(31));
     let r = m.tick().await.unwrap();
     assert_eq!(r.rescued, 3);

@@ -62,7 +62,7 @@ async fn fires_by_schedule(errand: &Errand) -> BTreeMap<String, Vec<Timestamp>> 
 async fn schedule_state(errand: &Errand, name: &str) -> ScheduleState {
     errand
         .store()
-        .list_schedules()
+        .list_schedules(&errand_core::Scope::All)
         .await
         .unwrap()
         .into_iter()

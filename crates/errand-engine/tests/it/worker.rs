@@ -319,7 +319,7 @@ async fn unknown_kind_waits_without_spending_attempts() {
 async fn paused_queue_is_not_worked_until_resumed() {
     let env = env().await;
     let client = env.errand.client();
-    client.pause("default").await.unwrap();
+    client.pause("default", &errand_core::Scope::All).await.unwrap();
     let running = env
         .errand
         .worker()
@@ -335,7 +335,7 @@ async fn paused_queue_is_not_worked_until_resumed() {
         env.errand.store().get_job(id, &Scope::All).await.unwrap().state,
         JobState::Available
     );
-    client.resume("default").await.unwrap();
+    client.resume("default", &errand_core::Scope::All).await.unwrap();
     wait_for(&env, id, JobState::Completed).await;
     running.shutdown().await;
 }
@@ -373,8 +373,13 @@ async fn many_jobs_each_complete_exactly_once() {
     wait_completed(&running, 2000).await;
     running.shutdown().await;
     assert_eq!(calls.load(Ordering::SeqCst), 2000);
-    let q = env.errand.client().queues().await.unwrap();
-    assert_eq!(q[0].completed_total, 2000);
+    let q = env
+        .errand
+        .client()
+        .queues(&errand_core::Scope::All)
+        .await
+        .unwrap();
+    assert_eq!(q[0].completed_total, Some(2000));
     assert_eq!(q[0].counts.get(&JobState::Completed), Some(&2000));
 }
 
@@ -489,9 +494,13 @@ async fn a_queue_that_keeps_no_completed_jobs_deletes_them_and_counts_them() {
         matches!(err, errand_core::StoreError::NotFound(_)),
         "the success in `gone` is deleted: {err:?}"
     );
-    let stats = client.queues().await.unwrap();
+    let stats = client.queues(&errand_core::Scope::All).await.unwrap();
     let gone = stats.iter().find(|q| q.name == "gone").unwrap();
-    assert_eq!((gone.completed_total, gone.discarded_total), (1, 1), "{gone:?}");
+    assert_eq!(
+        (gone.completed_total, gone.discarded_total),
+        (Some(1), Some(1)),
+        "{gone:?}"
+    );
     assert_eq!(gone.counts.get(&JobState::Completed), None, "{gone:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     running.shutdown().await;

@@ -1,9 +1,8 @@
 //! Leader election with a lease: one holder, renewal, takeover after the
 //! lease runs out, resignation.
 
+use errand_core::prelude::*;
 use std::time::Duration;
-
-use errand_core::Store;
 
 use crate::at;
 use crate::support;

@@ -1,9 +1,10 @@
 //! Wake-ups through LISTEN/NOTIFY; polling while the listener is down; reconnection.
 
+use errand_core::prelude::*;
 use std::time::{Duration, Instant};
 
 use errand_core::store::ClaimRequest;
-use errand_core::{Completion, Finish, NewJob, Store};
+use errand_core::{Completion, Finish, NewJob};
 use errand_postgres::{PostgresStore, sqlx};
 
 use crate::support;
@@ -174,7 +175,7 @@ async fn an_operator_retry_and_a_resumed_queue_wake_waiters() {
         .await
         .unwrap();
     other
-        .set_queue_paused("default", true, true, at(1))
+        .set_queue_paused("default", true, true, &errand_core::Scope::All, at(1))
         .await
         .unwrap();
 
@@ -192,7 +193,7 @@ async fn an_operator_retry_and_a_resumed_queue_wake_waiters() {
     let wait = wait_in_background(&waiter);
     settle().await;
     other
-        .set_queue_paused("default", false, true, at(3))
+        .set_queue_paused("default", false, true, &errand_core::Scope::All, at(3))
         .await
         .unwrap();
     assert!(

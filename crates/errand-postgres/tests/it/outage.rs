@@ -2,12 +2,13 @@
 //! (so callers can back off and report not-ready) and work again once it
 //! returns; nothing acknowledged is lost.
 
+use errand_core::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use errand_core::store::JobFilter;
-use errand_core::{JobState, NewJob, Outcome, Scope, Store, StoreError};
+use errand_core::{JobState, NewJob, Outcome, Scope, StoreError};
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;

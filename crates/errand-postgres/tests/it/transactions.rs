@@ -1,10 +1,11 @@
 //! Enqueueing in the application's transaction, and completing in the
 //! handler's transaction.
 
+use errand_core::prelude::*;
 use std::time::Duration;
 
 use errand_core::store::{ClaimRequest, Scope};
-use errand_core::{Completion, Finish, Job, JobId, JobState, NewJob, Store, StoreError};
+use errand_core::{Completion, Finish, Job, JobId, JobState, NewJob, StoreError};
 use errand_postgres::PostgresStore;
 use errand_postgres::sqlx;
 
@@ -238,8 +239,8 @@ async fn completing_in_the_handlers_transaction_commits_with_its_effects() {
         (JobState::Completed, Some("1"))
     );
     assert_eq!(count(&store, &table).await, 1);
-    let q = store.list_queues(at(4)).await.unwrap();
-    assert_eq!(q[0].completed_total, 1);
+    let q = store.queue_stats(&errand_core::Scope::All, at(4)).await.unwrap();
+    assert_eq!(q[0].completed_total, Some(1));
     support::drop_schema(store.schema()).await;
 }
 
@@ -255,15 +256,14 @@ async fn completing_in_a_transaction_with_a_lost_lease_is_refused() {
     let job = claim_one(&store, at(1)).await;
     let stale = job.lease.as_ref().unwrap().token;
     // The lease lapses and the job is rescued, then claimed again.
-    let rescued = store
-        .rescue_expired_leases(
-            at(100),
-            &errand_core::RetryPolicy::fixed(Duration::ZERO).into(),
-            10,
-        )
-        .await
-        .unwrap();
-    assert_eq!(rescued, 1);
+    let lapsed = store.lapsed_leases(at(100), 10).await.unwrap();
+    let policies = errand_core::RetryPolicy::fixed(Duration::ZERO).into();
+    let rescues = lapsed
+        .iter()
+        .map(|l| errand_core::lifecycle::rescue_completion(l, &policies, at(100)))
+        .collect();
+    let rescued = store.rescue_lapsed(rescues, at(100)).await.unwrap();
+    assert_eq!(rescued, vec![errand_core::CompletionResult::Done]);
     store.promote_due(at(100), 10).await.unwrap();
     let again = claim_one(&store, at(101)).await;
     assert_eq!(again.id, job.id);

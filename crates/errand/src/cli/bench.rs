@@ -357,12 +357,12 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         noop.record.store(false, Ordering::Relaxed);
         // Paused while it refills, so the measurement starts from a full queue,
         // as the first processing phase does.
-        client.pause("bench").await?;
+        client.pause("bench", &errand_core::Scope::All).await?;
         enqueue_bulk(&client, a.jobs, "bench", &progress, "enqueue (bulk, again)").await?;
         // The history phase just left two dead row versions per job.
         vacuum_jobs(&pg_schema).await?;
         let completed = worker.stats().completed;
-        client.resume("bench").await?;
+        client.resume("bench", &errand_core::Scope::All).await?;
         let again =
             wait_processed_from(&worker, completed, a.jobs as u64, &progress, "process (history)").await?;
         out.insert("finished_rows".into(), json!(m + a.jobs));

@@ -537,7 +537,7 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
     let client = errand.client();
     match cmd {
         QueuesCmd::List => {
-            let qs = client.queues().await?;
+            let qs = client.queues(&Scope::All).await?;
             if as_json {
                 return output::json(&qs.iter().map(queue_json).collect::<Vec<_>>());
             }
@@ -566,8 +566,8 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
                     n(JobState::Retryable),
                     q.oldest_available_age
                         .map_or_else(|| "-".into(), output::short_age),
-                    q.completed_total.to_string(),
-                    q.discarded_total.to_string(),
+                    q.completed_total.unwrap_or(0).to_string(),
+                    q.discarded_total.unwrap_or(0).to_string(),
                 ]);
             }
             print!("{}", t.render());
@@ -575,9 +575,9 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
         }
         QueuesCmd::Pause { queue, create } => {
             if *create {
-                client.pause(queue).await?;
+                client.pause(queue, &Scope::All).await?;
             } else {
-                client.pause_known(queue).await.context(
+                client.pause_known(queue, &Scope::All).await.context(
                     "cannot pause a queue that does not exist (pass --create to create it paused)",
                 )?;
             }
@@ -598,7 +598,7 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
             }
         }
         QueuesCmd::Remove { queue } => {
-            client.remove_queue(queue).await?;
+            client.remove_queue(queue, &Scope::All).await?;
             if as_json {
                 output::json(&json!({ "queue": queue, "removed": true }))
             } else {
@@ -608,7 +608,7 @@ pub(crate) async fn queues(errand: &Errand, cmd: &QueuesCmd, as_json: bool) -> a
         }
         QueuesCmd::Resume { queue } => {
             let pause = false;
-            client.resume(queue).await?;
+            client.resume(queue, &Scope::All).await?;
             if as_json {
                 output::json(&json!({ "queue": queue, "paused": pause }))
             } else {

@@ -2,9 +2,8 @@
 //! down gracefully.
 
 use clap::Args;
-use tokio_util::sync::CancellationToken;
 
-use errand::{Errand, MaintenanceConfig};
+use errand::Errand;
 use errand_core::schedule::ScheduleFile;
 use errand_engine::SchedulerConfig;
 use errand_engine::executor::command;
@@ -147,38 +146,33 @@ pub(crate) async fn run(
         queues = %queues.join(","),
         "errand started"
     );
-    // Jobs rescued from a dead worker wait as a failed attempt would here.
-    let maintenance_config = MaintenanceConfig {
-        rescue_policies: worker.retry_policies(),
-        ..config.maintenance.clone()
-    };
-    let running = worker.start();
-    let stop = CancellationToken::new();
-    let maintenance = tokio::spawn(errand.maintenance(maintenance_config).run(stop.clone()));
+    let mut node = errand
+        .node()
+        .worker(worker)
+        .maintenance(config.maintenance.clone());
     // With a configuration file its [[schedule]] set is authoritative (an
     // empty one removes the stored schedules); without one, none runs.
-    let scheduler = schedules.map(|file| {
+    if let Some(file) = schedules {
         tracing::info!(schedules = file.schedules.len(), "scheduler started");
         let scheduler = errand.scheduler(file.schedules, SchedulerConfig::default());
         // A schedule aimed at a queue no worker serves fills it silently.
         for (schedule, queue) in scheduler.target_queues() {
             if !config.queues.iter().any(|q| q.name == queue) {
-                tracing::warn!(schedule, queue,
-                    "this schedule enqueues into a queue this process does not work; another worker must serve it");
+                tracing::warn!(
+                    schedule,
+                    queue,
+                    "this schedule enqueues into a queue this process does not work; another worker must serve it"
+                );
             }
         }
-        tokio::spawn(scheduler.run(stop.clone()))
-    });
+        node = node.scheduler(scheduler);
+    }
+    let node = node.start()?;
     shutdown_signal().await;
     tracing::info!(grace = ?config.worker.shutdown_grace,
         "shutting down: no new jobs are claimed (a second Ctrl-C or SIGTERM hands running jobs back at once)");
     // A second signal during the grace period hands the running jobs back now.
-    let report = running.shutdown_or(shutdown_signal()).await;
-    stop.cancel();
-    let _ = maintenance.await;
-    if let Some(scheduler) = scheduler {
-        let _ = scheduler.await;
-    }
+    let report = node.shutdown_or(shutdown_signal()).await;
     tracing::info!(
         graceful = report.graceful,
         handed_back = report.handed_back,

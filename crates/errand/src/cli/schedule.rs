@@ -198,7 +198,7 @@ pub(crate) async fn list(errand: &errand::Errand, as_json: bool) -> anyhow::Resu
 
     use super::output::{self, Table, opt_time};
 
-    let mut all = errand.store().list_schedules().await?;
+    let mut all = errand.store().list_schedules(&errand_core::Scope::All).await?;
     all.sort_by_key(|s| s.removed_at.is_some());
     let status = |s: &errand_core::store::ScheduleState| match (s.removed_at, s.enabled) {
         (Some(_), _) => "removed",

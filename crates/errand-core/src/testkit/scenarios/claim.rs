@@ -79,7 +79,7 @@ pub async fn claim_skips_scheduled_foreign_paused_early_and_expired_jobs(store: 
     let other_queue = add(s, job_in("other", "k"), now).await;
     ok(
         "set_queue_paused",
-        s.set_queue_paused("frozen", true, true, now).await,
+        s.set_queue_paused("frozen", true, true, &Scope::All, now).await,
     );
     let paused = add(s, job_in("frozen", "k"), now).await;
     let expiring = add(s, NewJob::new("k", "{}").expires_at(at(5)), now).await;
@@ -125,7 +125,8 @@ pub async fn claim_skips_scheduled_foreign_paused_early_and_expired_jobs(store: 
     claim_id(s, "skewed", early, at(3)).await;
     ok(
         "set_queue_paused",
-        s.set_queue_paused("frozen", false, true, at(7)).await,
+        s.set_queue_paused("frozen", false, true, &Scope::All, at(7))
+            .await,
     );
     claim_id(s, "frozen", paused, at(7)).await;
     claim_id(s, "other", other_queue, at(7)).await;
@@ -174,7 +175,7 @@ pub async fn reclaimed_job_gets_a_larger_lease_token(store: Arc<dyn Store>) {
     );
 
     let policy = crate::RetryPolicies::from(crate::RetryPolicy::fixed(secs(1)));
-    let rescued = ok("rescue", s.rescue_expired_leases(at(100), &policy, 100).await);
+    let rescued = ok("rescue", rescue(s, at(100), &policy, 100).await);
     assert_eq!(rescued, 1);
     ok("promote_due", s.promote_due(at(101), 100).await);
     let third = claim_id(s, "default", id, at(101)).await;

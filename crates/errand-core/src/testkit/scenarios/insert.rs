@@ -170,7 +170,7 @@ pub async fn inserted_job_round_trips_every_field(store: Arc<dyn Store>) {
 pub async fn insert_creates_queues_on_first_use(store: Arc<dyn Store>) {
     let s = &*store;
     let now = t0();
-    let before = ok("list_queues", s.list_queues(now).await);
+    let before = ok("list_queues", s.queue_stats(&Scope::All, now).await);
     assert!(
         before.iter().all(|q| q.name != "imports"),
         "a fresh store already lists queue \"imports\": {before:?}"
@@ -184,7 +184,7 @@ pub async fn insert_creates_queues_on_first_use(store: Arc<dyn Store>) {
         "counts: {:?}",
         q.counts
     );
-    let n = ok("list_queues", s.list_queues(now).await)
+    let n = ok("list_queues", s.queue_stats(&Scope::All, now).await)
         .iter()
         .filter(|q| q.name == "imports")
         .count();

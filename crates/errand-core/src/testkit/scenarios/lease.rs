@@ -35,7 +35,7 @@ pub async fn extend_leases_moves_the_lease_deadline(store: Arc<dyn Store>) {
     }
     let policy = RetryPolicies::from(RetryPolicy::fixed(secs(1)));
     // The original lease (1s + ~30s) has run out by 60s; the extended one has not.
-    let rescued = ok("rescue", s.rescue_expired_leases(at(60), &policy, 100).await);
+    let rescued = ok("rescue", rescue(s, at(60), &policy, 100).await);
     assert_eq!(rescued, 0, "an extended lease must not be rescued");
     for j in &jobs {
         assert_eq!(state_of(s, j.id).await, JobState::Running);
@@ -177,14 +177,11 @@ pub async fn rescue_makes_expired_leases_retryable_with_an_error(store: Arc<dyn 
     let policy = RetryPolicies::from(RetryPolicy::fixed(secs(10)));
 
     // The first leases run out at 31.000250s; nothing has expired at 31s.
-    assert_eq!(
-        ok("rescue", s.rescue_expired_leases(at(31), &policy, 100).await),
-        0
-    );
+    assert_eq!(ok("rescue", rescue(s, at(31), &policy, 100).await), 0);
     assert_eq!(state_of(s, plain).await, JobState::Running);
 
     let now = at(40);
-    assert_eq!(ok("rescue", s.rescue_expired_leases(now, &policy, 100).await), 2);
+    assert_eq!(ok("rescue", rescue(s, now, &policy, 100).await), 2);
     for (job, delay) in [(&dead, 10), (&dead_too, 7)] {
         let got = get(s, job.id).await;
         assert_eq!(got.state, JobState::Retryable, "job {}", job.id);
@@ -242,7 +239,7 @@ pub async fn rescue_picks_the_kind_then_the_queue_policy(store: Arc<dyn Store>) 
         .insert("unused".into(), RetryPolicy::fixed(secs(8)));
 
     let now = at(100);
-    assert_eq!(ok("rescue", s.rescue_expired_leases(now, &policies, 10).await), 4);
+    assert_eq!(ok("rescue", rescue(s, now, &policies, 10).await), 4);
     for (id, delay, why) in [
         (mail_slow, 4, "the kind's policy before the queue's"),
         (other_slow, 6, "the queue's policy"),
@@ -265,11 +262,11 @@ pub async fn rescue_discards_jobs_out_of_attempts_and_honours_its_limit(store: A
     assert_eq!(jobs.len(), 4);
     let policy = RetryPolicies::from(RetryPolicy::fixed(secs(10)));
     let now = at(100);
-    let a = ok("rescue", s.rescue_expired_leases(now, &policy, 3).await);
+    let a = ok("rescue", rescue(s, now, &policy, 3).await);
     assert_eq!(a, 3, "the first call rescues up to its limit");
-    let b = ok("rescue", s.rescue_expired_leases(now, &policy, 3).await);
+    let b = ok("rescue", rescue(s, now, &policy, 3).await);
     assert_eq!(b, 1, "the second call rescues the rest");
-    assert_eq!(ok("rescue", s.rescue_expired_leases(now, &policy, 3).await), 0);
+    assert_eq!(ok("rescue", rescue(s, now, &policy, 3).await), 0);
     let job = get(s, last).await;
     assert_eq!(job.state, JobState::Discarded, "out of attempts");
     assert_eq!(job.finished_at, Some(now));
@@ -285,10 +282,7 @@ pub async fn stale_completion_after_rescue_is_refused(store: Arc<dyn Store>) {
     let id = add(s, NewJob::new("k", "{}"), at(0)).await;
     let old = claim(s, "default", 1, "worker-old", at(1)).await.remove(0);
     let policy = RetryPolicies::from(RetryPolicy::fixed(secs(5)));
-    assert_eq!(
-        ok("rescue", s.rescue_expired_leases(at(60), &policy, 10).await),
-        1
-    );
+    assert_eq!(ok("rescue", rescue(s, at(60), &policy, 10).await), 1);
     ok("promote_due", s.promote_due(at(65), 10).await);
     let new = claim(s, "default", 1, "worker-new", at(66)).await.remove(0);
     assert_eq!(new.id, id);

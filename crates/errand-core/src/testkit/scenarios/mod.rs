@@ -18,6 +18,7 @@ mod operator;
 mod queues;
 mod read;
 mod schedules;
+mod transitions;
 mod unique;
 
 pub use claim::*;
@@ -29,4 +30,5 @@ pub use operator::*;
 pub use queues::*;
 pub use read::*;
 pub use schedules::*;
+pub use transitions::*;
 pub use unique::*;

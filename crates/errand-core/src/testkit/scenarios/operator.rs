@@ -1,4 +1,5 @@
-//! Operator actions: `cancel_job` and `retry_job`.
+//! The operator model: `cancel_job`, `retry_job`, `discard_job`, and what
+//! a tenant scope may see and do.
 
 use std::sync::Arc;
 
@@ -318,4 +319,98 @@ pub async fn retry_job_refuses_completed_and_running_jobs(store: Arc<dyn Store>)
     let r = s.retry_job(busy, &Scope::All, at(2)).await;
     assert_invalid_state("retry_job of a running job", busy, JobState::Running, r);
     assert_eq!(get(s, busy).await, running, "a refused retry changes nothing");
+}
+
+/// An operator's discard finishes an unstarted job as discarded at once,
+/// with an error in its history saying an operator did it, counted in its
+/// queue's `discarded_total`; a running job is refused (cancel it), and so
+/// is a finished one. Another tenant's job looks as if it did not exist.
+pub async fn discard_job_discards_unstarted_jobs_and_counts_them(store: Arc<dyn Store>) {
+    let s = &*store;
+    let waiting = add(s, job_in("dq", "k").tenant("t1"), at(0)).await;
+    let running = add(s, job_in("dq_run", "k"), at(0)).await;
+    claim_id(s, "dq_run", running, at(1)).await;
+    assert_not_found(
+        "discard in another tenant's scope",
+        waiting,
+        s.discard_job(waiting, &Scope::Tenant("t2".into()), at(2)).await,
+    );
+    let job = ok(
+        "discard_job",
+        s.discard_job(waiting, &Scope::Tenant("t1".into()), at(2)).await,
+    );
+    assert_eq!(job.state, JobState::Discarded);
+    assert_eq!(job.finished_at, Some(at(2)));
+    let last = job.errors.last().expect("the discard is recorded in the history");
+    assert_eq!(
+        (last.at, last.message.as_str()),
+        (at(2), "discarded by an operator")
+    );
+    assert_invalid_state(
+        "discard of a running job",
+        running,
+        JobState::Running,
+        s.discard_job(running, &Scope::All, at(3)).await,
+    );
+    assert_invalid_state(
+        "discard of a discarded job",
+        waiting,
+        JobState::Discarded,
+        s.discard_job(waiting, &Scope::All, at(3)).await,
+    );
+    assert_eq!(queue_stats(s, "dq", at(4)).await.discarded_total, Some(1));
+}
+
+/// A tenant-scoped caller sees each queue with the counts of its own jobs
+/// only (the totals, kept per queue, are absent), and may not pause,
+/// resume or remove a queue, which every tenant shares: that is
+/// `Forbidden` and changes nothing. It sees no schedule: schedules belong
+/// to no tenant.
+pub async fn a_tenant_scope_sees_its_own_counts_and_cannot_act_on_whole_queues(store: Arc<dyn Store>) {
+    let s = &*store;
+    add(s, job_in("shared", "k").tenant("t1"), at(0)).await;
+    add(s, job_in("shared", "k").tenant("t2"), at(0)).await;
+    add(s, job_in("shared", "k").tenant("t2"), at(0)).await;
+    add(s, job_in("shared", "k"), at(0)).await;
+    let t2 = Scope::Tenant("t2".into());
+    let all = ok("queue_stats", s.queue_stats(&Scope::All, at(1)).await);
+    let mine = ok("queue_stats", s.queue_stats(&t2, at(1)).await);
+    let count = |qs: &[crate::store::QueueStats]| {
+        qs.iter()
+            .find(|q| q.name == "shared")
+            .map(|q| (q.counts.get(&JobState::Available).copied(), q.completed_total))
+    };
+    assert_eq!(
+        count(&all),
+        Some((Some(4), Some(0))),
+        "every tenant's jobs: {all:?}"
+    );
+    assert_eq!(
+        count(&mine),
+        Some((Some(2), None)),
+        "only t2's jobs, no totals: {mine:?}"
+    );
+    for (what, r) in [
+        (
+            "pause",
+            s.set_queue_paused("shared", true, false, &t2, at(2)).await,
+        ),
+        (
+            "pause --create",
+            s.set_queue_paused("fresh", true, true, &t2, at(2)).await,
+        ),
+        ("remove", s.remove_queue("shared", &t2).await),
+    ] {
+        assert!(
+            matches!(r, Err(crate::StoreError::Forbidden(_))),
+            "{what} with a tenant scope must be Forbidden, got {r:?}"
+        );
+    }
+    let after = ok("queue_stats", s.queue_stats(&Scope::All, at(3)).await);
+    assert!(
+        after.iter().all(|q| q.name != "fresh" && !q.paused),
+        "nothing was written: {after:?}"
+    );
+    let schedules = ok("list_schedules", s.list_schedules(&t2).await);
+    assert!(schedules.is_empty(), "{schedules:?}");
 }

@@ -22,7 +22,7 @@ pub async fn queues_with_available_jobs_names_only_those(store: Arc<dyn Store>) 
     run_to_completion(s, "done", done, at(1)).await;
     ok(
         "set_queue_paused",
-        s.set_queue_paused("empty", true, true, at(1)).await,
+        s.set_queue_paused("empty", true, true, &Scope::All, at(1)).await,
     );
     let got = ok("queues_with_available_jobs", s.queues_with_available_jobs().await);
     assert_eq!(got, ["a", "b"]);
@@ -84,18 +84,18 @@ pub async fn clear_queue_deletes_only_waiting_jobs_in_scope(store: Arc<dyn Store
 /// and a removed queue is no longer listed (until it is used again).
 pub async fn remove_queue_refuses_a_busy_queue_and_forgets_an_empty_one(store: Arc<dyn Store>) {
     let s = &*store;
-    match s.remove_queue("nosuch").await {
+    match s.remove_queue("nosuch", &Scope::All).await {
         Err(crate::StoreError::QueueNotFound(q)) => assert_eq!(q, "nosuch"),
         other => panic!("remove_queue of an unknown queue: {other:?}"),
     }
     let id = add(s, job_in("q", "k"), at(0)).await;
-    match s.remove_queue("q").await {
+    match s.remove_queue("q", &Scope::All).await {
         Err(crate::StoreError::QueueNotEmpty { queue, jobs }) => assert_eq!((queue.as_str(), jobs), ("q", 1)),
         other => panic!("remove_queue of a busy queue: {other:?}"),
     }
     run_to_completion(s, "q", id, at(1)).await;
-    ok("remove_queue", s.remove_queue("q").await);
-    let listed = ok("list_queues", s.list_queues(at(2)).await);
+    ok("remove_queue", s.remove_queue("q", &Scope::All).await);
+    let listed = ok("list_queues", s.queue_stats(&Scope::All, at(2)).await);
     assert!(listed.iter().all(|q| q.name != "q"), "removed: {listed:?}");
     // Used again, it is created anew.
     add(s, job_in("q", "k"), at(3)).await;
@@ -108,12 +108,15 @@ pub async fn remove_queue_refuses_a_busy_queue_and_forgets_an_empty_one(store: A
 pub async fn set_queue_paused_without_create_refuses_an_unknown_queue(store: Arc<dyn Store>) {
     let s = &*store;
     for paused in [true, false] {
-        match s.set_queue_paused("nosuch", paused, false, at(0)).await {
+        match s
+            .set_queue_paused("nosuch", paused, false, &Scope::All, at(0))
+            .await
+        {
             Err(crate::StoreError::QueueNotFound(q)) => assert_eq!(q, "nosuch"),
             other => panic!("set_queue_paused of an unknown queue: {other:?}"),
         }
     }
-    let listed = ok("list_queues", s.list_queues(at(0)).await);
+    let listed = ok("list_queues", s.queue_stats(&Scope::All, at(0)).await);
     assert!(
         listed.iter().all(|q| q.name != "nosuch"),
         "nothing created: {listed:?}"
@@ -121,12 +124,13 @@ pub async fn set_queue_paused_without_create_refuses_an_unknown_queue(store: Arc
     add(s, job_in("known", "k"), at(0)).await;
     ok(
         "set_queue_paused",
-        s.set_queue_paused("known", true, false, at(1)).await,
+        s.set_queue_paused("known", true, false, &Scope::All, at(1)).await,
     );
     assert!(queue_stats(s, "known", at(1)).await.paused);
     ok(
         "set_queue_paused",
-        s.set_queue_paused("known", false, false, at(2)).await,
+        s.set_queue_paused("known", false, false, &Scope::All, at(2))
+            .await,
     );
     assert!(!queue_stats(s, "known", at(2)).await.paused);
 }
@@ -137,7 +141,8 @@ pub async fn set_queue_paused_creates_and_flags_the_queue(store: Arc<dyn Store>)
     let s = &*store;
     ok(
         "set_queue_paused",
-        s.set_queue_paused("nightly", true, true, at(0)).await,
+        s.set_queue_paused("nightly", true, true, &Scope::All, at(0))
+            .await,
     );
     let q = queue_stats(s, "nightly", at(0)).await;
     assert!(q.paused, "paused: {q:?}");
@@ -148,12 +153,14 @@ pub async fn set_queue_paused_creates_and_flags_the_queue(store: Arc<dyn Store>)
     assert_eq!(q.oldest_available_age, None);
     ok(
         "set_queue_paused",
-        s.set_queue_paused("nightly", true, true, at(1)).await,
+        s.set_queue_paused("nightly", true, true, &Scope::All, at(1))
+            .await,
     );
     assert!(queue_stats(s, "nightly", at(1)).await.paused, "still paused");
     ok(
         "set_queue_paused",
-        s.set_queue_paused("nightly", false, true, at(2)).await,
+        s.set_queue_paused("nightly", false, true, &Scope::All, at(2))
+            .await,
     );
     assert!(!queue_stats(s, "nightly", at(2)).await.paused, "resumed");
 
@@ -161,7 +168,8 @@ pub async fn set_queue_paused_creates_and_flags_the_queue(store: Arc<dyn Store>)
     add(s, job_in("busy", "k"), at(3)).await;
     ok(
         "set_queue_paused",
-        s.set_queue_paused("nightly", true, true, at(4)).await,
+        s.set_queue_paused("nightly", true, true, &Scope::All, at(4))
+            .await,
     );
     assert!(
         !queue_stats(s, "busy", at(4)).await.paused,

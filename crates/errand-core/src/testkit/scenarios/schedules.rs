@@ -49,7 +49,7 @@ async fn fire(s: &dyn Store, t: ScheduleTick, now: Timestamp) -> TickResult {
 }
 
 async fn listed(s: &dyn Store) -> Vec<ScheduleState> {
-    let all = ok("list_schedules", s.list_schedules().await);
+    let all = ok("list_schedules", s.list_schedules(&Scope::All).await);
     let names: Vec<&str> = all.iter().map(|x| x.name.as_str()).collect();
     let mut sorted = names.clone();
     sorted.sort_unstable();

@@ -8,6 +8,7 @@
 //! - [`validate`]: input validation with errors that name the field and the rule.
 //! - [`store`]: the [`Store`] port every backend implements.
 //! - [`clock`]: an injectable clock, so tests never sleep.
+//! - [`url`]: database URLs: which backend one names, and its secrets hidden.
 //! - `testkit` (feature `testkit`): the conformance suite every backend runs.
 //!
 //! The crate knows no database, no HTTP and no CLI.
@@ -19,6 +20,7 @@ pub mod lifecycle;
 pub mod retry;
 pub mod schedule;
 pub mod store;
+pub mod url;
 pub mod validate;
 
 #[cfg(feature = "testkit")]

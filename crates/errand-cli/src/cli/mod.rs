@@ -3,6 +3,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod bench;
+pub(crate) mod bench_baseline;
 pub(crate) mod bench_schedule;
 pub(crate) mod config;
 pub(crate) mod jobs;

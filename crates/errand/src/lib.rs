@@ -9,8 +9,8 @@
 //! Each store is a feature, so an application compiles only the database
 //! drivers it uses:
 //!
-//! - `sqlite` (default): the embedded SQLite store, [`SqliteStore`];
-//! - `postgres`: the PostgreSQL store, [`PostgresStore`].
+//! - `sqlite` (default): the embedded SQLite store, `SqliteStore`;
+//! - `postgres`: the PostgreSQL store, `PostgresStore`.
 //!
 //! A URL of a store left out of the build is still recognised, and
 //! [`open_store`] refuses it with [`StoreError::InvalidConfig`] naming the

@@ -11,6 +11,7 @@
 //!   tenant-scoped operator model ([`Operator`]), [`Leadership`] and
 //!   [`Schedules`]; [`Store`] is all five.
 //! - [`clock`]: an injectable clock, so tests never sleep.
+//! - [`url`]: database URLs: which backend one names, and its secrets hidden.
 //! - `testkit` (feature `testkit`): the conformance suite every backend runs.
 //!
 //! The crate knows no database, no HTTP and no CLI.
@@ -22,6 +23,7 @@ pub mod lifecycle;
 pub mod retry;
 pub mod schedule;
 pub mod store;
+pub mod url;
 pub mod validate;
 
 #[cfg(feature = "testkit")]

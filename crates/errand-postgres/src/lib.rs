@@ -56,6 +56,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
 
 pub use config::{DEFAULT_SCHEMA, PostgresConfig, check_schema_name, redact_text, redact_url};
+pub use errand_core::url::is_postgres_url;
 pub use migrate::SCHEMA_VERSION;
 /// The `sqlx` this crate is built with: use it for the transactions you pass
 /// to [`PostgresStore::insert_jobs_in`] and [`PostgresStore::complete_in`].
@@ -141,13 +142,6 @@ fn connect_options(config: &PostgresConfig) -> Result<(PgConnectOptions, Duratio
         opts = opts.options([("statement_timeout", format!("{}", t.as_millis().max(1)))]);
     }
     Ok((opts, timeout.unwrap_or(config.connect_timeout)))
-}
-
-/// Whether `url` names a PostgreSQL server (`postgres://` or
-/// `postgresql://`, in any case).
-pub fn is_postgres_url(url: &str) -> bool {
-    let lower = url.trim_start().to_ascii_lowercase();
-    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
 
 /// Whether to connect without TLS although the URL did not ask for that:

@@ -14,7 +14,6 @@
 //! # Ok(()) }
 //! ```
 
-pub mod baseline;
 mod reader;
 mod row;
 mod schedule;

@@ -1,6 +1,6 @@
 //! Enqueue and work typed jobs in one program.
 //!
-//! `cargo run --example typed_jobs` keeps its jobs in a temporary SQLite file,
+//! `cargo run -p errand --example typed_jobs` keeps its jobs in a temporary SQLite file,
 //! enqueues a few jobs of two kinds (one of which fails once and is retried),
 //! works them, prints what happened, and shuts down gracefully.
 

@@ -4,7 +4,21 @@
 //! model ([`core`]), the engine ([`Errand`], [`Client`], workers, handlers)
 //! and the stores, and opens a store from a URL with [`open_store`].
 //!
+//! # Features
+//!
+//! Each store is a feature, so an application compiles only the database
+//! drivers it uses:
+//!
+//! - `sqlite` (default): the embedded SQLite store, `SqliteStore`;
+//! - `postgres`: the PostgreSQL store, `PostgresStore`.
+//!
+//! A URL of a store left out of the build is still recognised, and
+//! [`open_store`] refuses it with [`StoreError::InvalidConfig`] naming the
+//! feature to enable. The `errand` command-line program is a separate crate
+//! (`errand-cli`), so library users compile no CLI.
+//!
 //! ```no_run
+//! # #[cfg(feature = "sqlite")] mod demo {
 //! use errand::{Errand, Handler, JobArgs, JobContext, JobError};
 //!
 //! #[derive(serde::Serialize, serde::Deserialize)]
@@ -30,18 +44,22 @@
 //! // … later, on shutdown:
 //! worker.shutdown().await;
 //! # Ok(()) }
+//! # }
 //! ```
 
 use std::sync::Arc;
 
 pub use errand_core as core;
+pub use errand_core::url::{redact_text, redact_url};
 pub use errand_core::{JobId, JobState, NewJob, RetryPolicies, RetryPolicy, Store, StoreError};
 pub use errand_engine::executor::command::CommandExecutor;
 pub use errand_engine::{
     Client, EnqueueError, Errand, Executor, Handler, JobArgs, JobContext, JobError, Maintenance,
     MaintenanceConfig, QueueConfig, Readiness, RunningWorker, Worker, WorkerConfig,
 };
-pub use errand_postgres::{PostgresConfig, PostgresStore, redact_text, redact_url};
+#[cfg(feature = "postgres")]
+pub use errand_postgres::{PostgresConfig, PostgresStore};
+#[cfg(feature = "sqlite")]
 pub use errand_sqlite::{Durability, SqliteConfig, SqliteStore};
 
 /// Where the store lives, parsed from a database URL.
@@ -71,7 +89,7 @@ impl StoreUrl {
             }
             return Ok(StoreUrl::Sqlite(rest.into()));
         }
-        if errand_postgres::is_postgres_url(url) {
+        if errand_core::url::is_postgres_url(url) {
             return Ok(StoreUrl::Postgres(url.to_owned()));
         }
         // "postgres:/db", "postgresql:db", "postgres//u@h/db": a PostgreSQL
@@ -96,9 +114,14 @@ impl StoreUrl {
 }
 
 /// Backend settings that do not fit in a URL.
+///
+/// Start from [`StoreOptions::default`] and set the fields you need (the
+/// struct is `#[non_exhaustive]`: a feature may add a field).
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct StoreOptions {
     /// SQLite commit durability.
+    #[cfg(feature = "sqlite")]
     pub durability: Durability,
     /// The PostgreSQL schema holding errand's tables (default `errand`).
     pub postgres_schema: Option<String>,
@@ -117,8 +140,12 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 }
 
 /// Opens (and migrates) the store a URL names.
+///
+/// A URL of a store this build leaves out (see the crate's features) is
+/// [`StoreError::InvalidConfig`], naming the feature.
 pub async fn open_store_with(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     match StoreUrl::parse(url)? {
+        #[cfg(feature = "sqlite")]
         StoreUrl::Sqlite(path) => {
             let mut config = SqliteConfig::new(path)
                 .durability(options.durability)
@@ -129,6 +156,7 @@ pub async fn open_store_with(url: &str, options: &StoreOptions) -> Result<Arc<dy
             let store = SqliteStore::open(config).await?;
             Ok(Arc::new(store))
         }
+        #[cfg(feature = "postgres")]
         StoreUrl::Postgres(url) => {
             let mut config = PostgresConfig::from_url(url);
             if let Some(schema) = &options.postgres_schema {
@@ -137,7 +165,26 @@ pub async fn open_store_with(url: &str, options: &StoreOptions) -> Result<Arc<dy
             config = config.create(!options.must_exist);
             Ok(Arc::new(PostgresStore::open(config).await?))
         }
+        // A store this build leaves out: unreachable with every feature on.
+        #[allow(unreachable_patterns)]
+        other => {
+            let _ = options;
+            Err(left_out(&other))
+        }
     }
+}
+
+/// The error for a URL whose store this build leaves out: it names the
+/// store and the feature that adds it.
+fn left_out(url: &StoreUrl) -> StoreError {
+    let (what, feature) = match url {
+        StoreUrl::Sqlite(path) => (format!("an SQLite file ({})", path.display()), "sqlite"),
+        StoreUrl::Postgres(url) => (format!("a PostgreSQL server ({})", redact_url(url)), "postgres"),
+    };
+    StoreError::InvalidConfig(format!(
+        "the database URL names {what}, but this build of errand has no {feature} store: \
+         enable the errand crate's \"{feature}\" feature"
+    ))
 }
 
 #[cfg(test)]
@@ -192,5 +239,44 @@ mod tests {
         }
         assert!(StoreUrl::parse("sqlite://").is_err());
         assert!(StoreUrl::parse(" ").is_err());
+    }
+
+    #[test]
+    fn a_store_left_out_of_the_build_is_named_with_its_feature() {
+        let e = left_out(&StoreUrl::Postgres("postgres://u:secret@h/db".into()));
+        assert!(matches!(e, StoreError::InvalidConfig(_)), "{e:?}");
+        let e = e.to_string();
+        assert!(e.contains("a PostgreSQL server (postgres://u:***@h/db)"), "{e}");
+        assert!(
+            e.contains("enable the errand crate's \"postgres\" feature"),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+        let e = left_out(&StoreUrl::Sqlite("jobs.db".into())).to_string();
+        assert!(e.contains("an SQLite file (jobs.db)"), "{e}");
+        assert!(e.contains("enable the errand crate's \"sqlite\" feature"), "{e}");
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[tokio::test]
+    async fn without_the_postgres_feature_a_postgres_url_is_refused_not_taken_for_a_file() {
+        for url in ["postgres://u:secret@127.0.0.1:1/db", "postgresql://h/db"] {
+            let e = open_store(url).await.err().expect("refused");
+            assert!(matches!(e, StoreError::InvalidConfig(_)), "{url}: {e:?}");
+            assert!(e.to_string().contains("a PostgreSQL server"), "{url}: {e}");
+        }
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    #[tokio::test]
+    async fn without_the_sqlite_feature_an_sqlite_url_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jobs.db");
+        for url in [format!("sqlite://{}", file.display()), file.display().to_string()] {
+            let e = open_store(&url).await.err().expect("refused");
+            assert!(matches!(e, StoreError::InvalidConfig(_)), "{url}: {e:?}");
+            assert!(e.to_string().contains("\"sqlite\" feature"), "{url}: {e}");
+        }
+        assert!(!file.exists(), "no file is created");
     }
 }

@@ -1,7 +1,7 @@
 //! `errand schedule …`: inspect and translate schedules, manage a crontab block.
 //!
-//! Exit codes: 0 success; 1 the crontab program failed; 2 invalid input (an
-//! expression, a phrase, a zone, a schedule file that does not validate).
+//! A failure is a [`Failure`] with a stable code; `main` reports it and
+//! picks its exit code, as for every other error.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -106,40 +106,34 @@ pub(crate) struct CrontabArgs {
     utc: bool,
 }
 
-/// Runs a `schedule` subcommand that needs no store and reports its error,
-/// if any: as `error: …` on stderr, or under `--json` as one JSON object
-/// `{"error":{"code","message","field"}}` (plus `issues` for a file that
-/// does not validate). Returns the process exit code.
-pub(crate) fn run(cmd: ScheduleCmd, as_json: bool) -> u8 {
-    let result = match cmd {
+/// Runs a `schedule` subcommand that needs no store. Its error is reported
+/// by `main` like any other, with the [`Failure`]'s `issues` (every problem
+/// of a file that does not validate) in the `--json` form.
+pub(crate) fn run(cmd: ScheduleCmd, as_json: bool) -> Result<(), Failure> {
+    match cmd {
         ScheduleCmd::Next(args) => next(args, as_json),
         ScheduleCmd::Translate(args) => translate(args, as_json),
         ScheduleCmd::Check(args) => check(args, as_json),
         ScheduleCmd::Crontab(args) => crontab_cmd(args, as_json),
         ScheduleCmd::List => Err(Failure::invalid(None, "schedule list needs the store")),
-    };
-    match result {
-        Ok(()) => 0,
-        Err(f) => f.report(as_json),
     }
 }
 
-/// Why a schedule command failed: its exit code, a stable code for
-/// scripts, the field or argument at fault, and the problems of a file.
+/// Why a schedule command failed: a stable code for scripts, the field or
+/// argument at fault, and the problems of a file. Its exit code follows
+/// from its code (`main`'s `classify`).
 #[derive(Debug)]
-struct Failure {
-    exit: u8,
-    code: &'static str,
-    field: Option<String>,
+pub(crate) struct Failure {
+    pub(crate) code: &'static str,
+    pub(crate) field: Option<String>,
     message: String,
-    issues: Vec<serde_json::Value>,
+    pub(crate) issues: Vec<serde_json::Value>,
 }
 
 impl Failure {
-    /// Invalid input (exit 2, `invalid_argument`).
-    fn invalid(field: Option<&str>, message: impl Into<String>) -> Failure {
+    /// Invalid input (`invalid_argument`).
+    pub(crate) fn invalid(field: Option<&str>, message: impl Into<String>) -> Failure {
         Failure {
-            exit: 2,
             code: "invalid_argument",
             field: field.map(str::to_owned),
             message: message.into(),
@@ -147,43 +141,29 @@ impl Failure {
         }
     }
 
-    /// The crontab program failed, or the crontab is not ours to change (exit 1).
-    fn crontab(message: impl Into<String>) -> Failure {
+    /// The crontab program failed, or the crontab is not ours to change.
+    pub(crate) fn crontab(message: impl Into<String>) -> Failure {
         Failure {
-            exit: 1,
             code: "crontab_failed",
             field: None,
             message: message.into(),
             issues: Vec::new(),
         }
     }
+}
 
-    /// Prints the failure on stderr; returns the exit code.
-    fn report(mut self, as_json: bool) -> u8 {
-        // A config line may hold a database URL: its secrets never print.
-        self.message = errand::redact_text(&self.message);
-        if as_json {
-            let mut error = serde_json::json!({
-                "code": self.code,
-                "message": self.message,
-                "field": self.field,
-            });
-            if !self.issues.is_empty() {
-                error["issues"] = serde_json::Value::Array(self.issues);
-            }
-            eprintln!("{}", serde_json::json!({ "error": error }));
-        } else {
-            eprintln!("error: {}", super::output::escape(&self.message));
-        }
-        self.exit
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
+
+impl std::error::Error for Failure {}
 
 /// Writing to stdout failed (a closed pipe).
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {
         Failure {
-            exit: 1,
             code: "io_error",
             field: None,
             message: format!("cannot write the output: {e}"),
@@ -435,7 +415,6 @@ fn load(path: &Path, as_json: bool) -> Result<ScheduleFile, Failure> {
                 summary
             };
             Err(Failure {
-                exit: 2,
                 code: "config_invalid",
                 field,
                 message,
@@ -659,7 +638,6 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
     let user = args.user.as_deref();
     // A crontab errand cannot safely change (Begin without End, two blocks).
     let not_ours = |e: crontab::CrontabError| Failure {
-        exit: 2,
         code: "crontab_invalid",
         field: None,
         message: e.to_string(),
@@ -741,7 +719,6 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
                 lines.len()
             );
             return Err(Failure {
-                exit: 2,
                 code: "not_exportable",
                 field: Some("schedule".into()),
                 message: if as_json {

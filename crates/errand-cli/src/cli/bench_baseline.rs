@@ -1,28 +1,24 @@
-//! Raw SQLite insert rates on this machine, measured with plain rusqlite
-//! and none of errand's machinery. `errand bench --baseline` runs these in
-//! the same run as errand's own figures, so results can be quoted as ratios.
+//! `errand bench --baseline`: raw SQLite insert rates on this machine,
+//! measured with plain rusqlite and none of errand's machinery, in the same
+//! run as errand's own figures so that results can be quoted as ratios. This
+//! is the reference the SQLite figures are compared with; the peers' own
+//! figures (Python's sqlite3 among them) are measured outside the product.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 
-use errand_core::StoreError;
-
-use crate::Durability;
+use errand::Durability;
 
 /// Inserts rows into a fresh table in `dir`, `rows_per_txn` per
 /// transaction, for about `secs`; returns rows per second.
-pub fn insert_rate(
+pub(crate) fn insert_rate(
     dir: &Path,
     durability: Durability,
     rows_per_txn: usize,
     secs: f64,
-) -> Result<f64, StoreError> {
-    measure(dir, durability, rows_per_txn, secs).map_err(|e| StoreError::Backend(e.to_string()))
-}
-
-fn measure(dir: &Path, durability: Durability, rows_per_txn: usize, secs: f64) -> rusqlite::Result<f64> {
+) -> rusqlite::Result<f64> {
     let path = dir.join(format!("baseline-{rows_per_txn}.db"));
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
@@ -56,4 +52,24 @@ fn measure(dir: &Path, durability: Durability, rows_per_txn: usize, secs: f64) -
         let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
     }
     Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_a_rate_and_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        for rows_per_txn in [1, 100] {
+            let rate = insert_rate(dir.path(), Durability::Normal, rows_per_txn, 0.05).unwrap();
+            assert!(rate.is_finite() && rate > 0.0, "{rows_per_txn}: {rate}");
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }

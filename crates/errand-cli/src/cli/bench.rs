@@ -9,8 +9,8 @@
 //! 5. with `--finished M`: M finished jobs are added and phase 3 is repeated,
 //!    to show claiming does not slow down as history grows;
 //! 6. with `--baseline`: raw SQLite inserts (rusqlite, one row per commit and
-//!    1000 rows per commit; Python's sqlite3 module at 1000 rows per commit
-//!    when python3 is present), measured in the same run for ratios.
+//!    1000 rows per commit, see [`super::bench_baseline`]), measured in the
+//!    same run for ratios.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -376,13 +376,14 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         progress.phase("baseline", 3);
         let d = config.store.durability;
         let path = dir.path().to_path_buf();
-        let (raw1, raw1000) = tokio::task::spawn_blocking(move || {
-            Ok::<_, errand::StoreError>((
-                errand_sqlite::baseline::insert_rate(&path, d, 1, 3.0)?,
-                errand_sqlite::baseline::insert_rate(&path, d, 1000, 3.0)?,
+        let (raw1, raw1000) = tokio::task::spawn_blocking(move || -> rusqlite::Result<(f64, f64)> {
+            Ok((
+                super::bench_baseline::insert_rate(&path, d, 1, 3.0)?,
+                super::bench_baseline::insert_rate(&path, d, 1000, 3.0)?,
             ))
         })
-        .await??;
+        .await?
+        .context("the raw SQLite baseline failed")?;
         out.insert("raw_single_commit_per_sec".into(), json!(round(raw1)));
         out.insert("raw_insert_1000_per_txn_per_sec".into(), json!(round(raw1000)));
         out.insert(
@@ -393,18 +394,6 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
             "enqueue_bulk_vs_raw_1000_per_txn".into(),
             json!(round(bulk / raw1000)),
         );
-        if let Some(py) = python_insert_rate(dir.path(), d, 1000).await {
-            out.insert("python_sqlite3_1000_per_txn_per_sec".into(), json!(round(py)));
-            out.insert("enqueue_bulk_vs_python_sqlite3".into(), json!(round(bulk / py)));
-        }
-        // The peers' anchor for single-row commits is Python's sqlite3 too.
-        if let Some(py) = python_insert_rate(dir.path(), d, 1).await {
-            out.insert("python_sqlite3_single_commit_per_sec".into(), json!(round(py)));
-            out.insert(
-                "enqueue_single_vs_python_single_commit".into(),
-                json!(round(single / py)),
-            );
-        }
     }
     progress.done();
     if let Some((store, schema)) = pg_schema {
@@ -515,42 +504,6 @@ async fn wait_processed_from(
     }
     let from_first = first.unwrap_or(started).elapsed().as_secs_f64().max(1e-9);
     Ok(n as f64 / from_first)
-}
-
-/// Python's sqlite3 module inserting `per_txn` rows per transaction for
-/// 3 s, the way the peers' anchor measured it; `None` without python3.
-async fn python_insert_rate(dir: &std::path::Path, d: errand::Durability, per_txn: usize) -> Option<f64> {
-    let sync = match d {
-        errand::Durability::Normal => "NORMAL",
-        errand::Durability::Full => "FULL",
-    };
-    let script = format!(
-        r#"
-import json, os, sqlite3, time
-p = os.path.join({dir:?}, "python-{per_txn}.db")
-db = sqlite3.connect(p, isolation_level=None)
-db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous={sync}")
-db.execute("CREATE TABLE q(id INTEGER PRIMARY KEY, state TEXT NOT NULL DEFAULT 'ready', payload TEXT NOT NULL, created_at REAL NOT NULL)")
-n = 0; t0 = time.perf_counter()
-while time.perf_counter() - t0 < 3.0:
-    db.execute("BEGIN")
-    for _ in range({per_txn}):
-        db.execute("INSERT INTO q(payload, created_at) VALUES (?, ?)", (json.dumps({{"n": n}}), time.time())); n += 1
-    db.execute("COMMIT")
-print(n / (time.perf_counter() - t0))
-"#,
-        dir = dir.display().to_string()
-    );
-    let out = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .await
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 /// What one worker process reports on stdout, one JSON line at a time:

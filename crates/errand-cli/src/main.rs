@@ -26,15 +26,29 @@ impl Class {
     }
 }
 
-/// The one place that classifies errors. Exit codes: 0 success; 1 failure
-/// (store unreachable, I/O…); 2 invalid input (bad argument, bad config,
-/// validation error); 3 the job is not found or not in a state that allows
-/// the action. Codes: a [`ValidationError`]'s own code, else
-/// `not_found`, `invalid_state`, `config_invalid`, `store_unavailable`,
-/// `store_error`, `io_error` or `failed` (and `invalid_argument` for
-/// what the argument parser refuses, in `main`).
+/// The one place that classifies errors, and so the one place an exit code
+/// is decided (docs/ERRORS.md): 1 failure (store unreachable, I/O…); 2
+/// invalid input (bad argument, bad config, validation error); 3 the job is
+/// not found or not in a state that allows the action; success is 0
+/// ([`exit_code`]). Codes: a [`ValidationError`]'s own code, else
+/// `invalid_argument` (what the argument parser refuses), `not_found`,
+/// `invalid_state`, `config_invalid`, `store_unavailable`, `store_error`,
+/// `io_error`, a schedule command's own code, or `failed`.
 fn classify(e: &anyhow::Error) -> Class {
     for cause in e.chain() {
+        if let Some(c) = cause.downcast_ref::<clap::Error>() {
+            return Class::new(2, "invalid_argument", argument_field(c));
+        }
+        if let Some(f) = cause.downcast_ref::<cli::schedule::Failure>() {
+            // Only the crontab program and the output stream fail; the rest
+            // is the command's input at fault.
+            let exit = if matches!(f.code, "crontab_failed" | "io_error") {
+                1
+            } else {
+                2
+            };
+            return Class::new(exit, f.code, f.field.clone());
+        }
         if let Some(v) = cause.downcast_ref::<ValidationError>() {
             return Class::new(2, v.code, Some(v.field.to_owned()));
         }
@@ -61,24 +75,41 @@ fn classify(e: &anyhow::Error) -> Class {
     Class::new(1, "failed", None)
 }
 
+/// The process's exit code: 0 on success, else the one [`classify`]
+/// gave the error. Every exit code of the binary is made here.
+fn exit_code(failure: Option<&Class>) -> ExitCode {
+    match failure {
+        None => ExitCode::SUCCESS,
+        Some(class) => ExitCode::from(class.exit),
+    }
+}
+
 /// Prints `e` on stderr: one line of text, or under `--json` one JSON
-/// object `{"error":{"code","message","field"}}`; returns the exit code.
-/// Secrets (database URLs) and control characters are taken out of the
-/// text form; the JSON form escapes control characters itself.
+/// object `{"error":{"code","message","field"}}` (a schedule command adds
+/// `issues`); returns the exit code. Secrets (database URLs) and control
+/// characters are taken out of the text form; the JSON form escapes control
+/// characters itself.
 fn report(e: &anyhow::Error, as_json: bool) -> ExitCode {
-    emit(&classify(e), &format!("{e:#}"), as_json)
+    let issues = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<cli::schedule::Failure>())
+        .map_or(&[][..], |f| &f.issues[..]);
+    emit(&classify(e), &format!("{e:#}"), issues, as_json)
 }
 
 /// Prints one error (see [`report`]).
-fn emit(class: &Class, message: &str, as_json: bool) -> ExitCode {
+fn emit(class: &Class, message: &str, issues: &[serde_json::Value], as_json: bool) -> ExitCode {
     let message = errand::redact_text(message);
     if as_json {
-        /// `{"error": {"code", "message", "field"}}`, in this order.
+        /// `{"error": {"code", "message", "field", "issues"}}`, in this
+        /// order; `issues` only when there are some.
         #[derive(serde::Serialize)]
         struct Body<'a> {
             code: &'a str,
             message: &'a str,
             field: Option<&'a str>,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            issues: &'a [serde_json::Value],
         }
         #[derive(serde::Serialize)]
         struct Report<'a> {
@@ -89,6 +120,7 @@ fn emit(class: &Class, message: &str, as_json: bool) -> ExitCode {
                 code: class.code,
                 message: &message,
                 field: class.field.as_deref(),
+                issues,
             },
         };
         match serde_json::to_string(&report) {
@@ -98,7 +130,7 @@ fn emit(class: &Class, message: &str, as_json: bool) -> ExitCode {
     } else {
         eprintln!("error: {}", cli::output::escape(&message));
     }
-    ExitCode::from(class.exit)
+    exit_code(Some(class))
 }
 
 /// How a store error is reported (see [`classify`]).
@@ -207,51 +239,59 @@ fn json_requested() -> bool {
         .any(|a| a == "--json")
 }
 
+/// The field a refused argument names: `--priority <PRIORITY>` or `<ID>`
+/// gives `priority` or `id`.
+fn argument_field(e: &clap::Error) -> Option<String> {
+    e.get(clap::error::ContextKind::InvalidArg).map(|v| {
+        let arg = v.to_string();
+        let name = arg.trim_start_matches('-').split(' ').next().unwrap_or("");
+        name.trim_matches(['<', '>'])
+            .to_ascii_lowercase()
+            .replace('-', "_")
+    })
+}
+
 fn main() -> ExitCode {
     let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                e.exit();
+                // Help and version go to stdout; a closed pipe is no failure.
+                let _ = e.print();
+                return exit_code(None);
             }
+            let rendered = e.render().to_string();
+            let class = classify(&anyhow::Error::new(e));
             if !json_requested() {
                 // clap quotes the offending argument as it was given: escape
                 // it like any other text shown to people.
-                let rendered = e.render().to_string();
                 let lines: Vec<String> = rendered
                     .lines()
                     .map(|l| cli::output::escape(l).into_owned())
                     .collect();
                 eprintln!("{}", lines.join("\n").trim_end());
-                return ExitCode::from(2);
+                return exit_code(Some(&class));
             }
-            // "--priority <PRIORITY>" or "<ID>": the field is "priority" or "id".
-            let field = e.get(clap::error::ContextKind::InvalidArg).map(|v| {
-                let arg = v.to_string();
-                let name = arg.trim_start_matches('-').split(' ').next().unwrap_or("");
-                name.trim_matches(['<', '>'])
-                    .to_ascii_lowercase()
-                    .replace('-', "_")
-            });
-            let class = Class::new(2, "invalid_argument", field);
-            let rendered = e.render().to_string();
             let message = rendered
                 .lines()
                 .next()
                 .unwrap_or("")
                 .trim_start_matches("error: ");
-            return emit(&class, message, true);
+            return emit(&class, message, &[], true);
         }
     };
     let as_json = cli.global.json;
     if matches!(&cli.command, Command::Schedule(cmd) if !cmd.needs_store())
         && let Command::Schedule(cmd) = cli.command
     {
-        return ExitCode::from(cli::schedule::run(cmd, cli.global.json));
+        return match cli::schedule::run(cmd, as_json) {
+            Ok(()) => exit_code(None),
+            Err(f) => report(&anyhow::Error::new(f), as_json),
+        };
     }
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => exit_code(None),
         Err(e) => report(&e, as_json),
     }
 }
@@ -385,5 +425,43 @@ mod tests {
         let io = anyhow::Error::new(std::io::Error::other("disk"));
         assert_eq!(classify(&io), Class::new(1, "io_error", None));
         assert_eq!(classify(&anyhow::anyhow!("?")), Class::new(1, "failed", None));
+    }
+
+    #[test]
+    fn parser_and_schedule_failures_are_classified_in_the_same_place() {
+        let parse = |args: &[&str]| {
+            let e = cli::command().try_get_matches_from(args).unwrap_err();
+            classify(&anyhow::Error::new(e))
+        };
+        assert_eq!(
+            parse(&["errand", "jobs", "list", "--limit", "many"]),
+            Class::new(2, "invalid_argument", Some("limit".into()))
+        );
+        assert_eq!(
+            parse(&["errand", "--no-such-flag"]),
+            Class::new(2, "invalid_argument", Some("no_such_flag".into()))
+        );
+        let schedule = |f: cli::schedule::Failure| classify(&anyhow::Error::new(f));
+        assert_eq!(
+            schedule(cli::schedule::Failure::invalid(Some("tz"), "no such zone")),
+            Class::new(2, "invalid_argument", Some("tz".into()))
+        );
+        assert_eq!(
+            schedule(cli::schedule::Failure::crontab("crontab exited with 1")),
+            Class::new(1, "crontab_failed", None)
+        );
+        assert_eq!(
+            schedule(std::io::Error::other("closed pipe").into()),
+            Class::new(1, "io_error", None)
+        );
+    }
+
+    #[test]
+    fn exit_codes_come_from_the_class() {
+        assert_eq!(exit_code(None), ExitCode::SUCCESS);
+        for exit in [1, 2, 3] {
+            let class = Class::new(exit, "failed", None);
+            assert_eq!(exit_code(Some(&class)), ExitCode::from(exit));
+        }
     }
 }

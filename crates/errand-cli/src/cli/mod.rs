@@ -3,6 +3,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod bench;
+pub(crate) mod bench_baseline;
 pub(crate) mod bench_schedule;
 pub(crate) mod config;
 pub(crate) mod jobs;
@@ -104,7 +105,7 @@ const PURE_SCHEDULE_COMMANDS: [&str; 4] = ["next", "translate", "check", "cronta
 
 /// The command line's definition: the derived one, with the store options
 /// hidden from the help of commands that do not use them.
-fn command() -> clap::Command {
+pub(crate) fn command() -> clap::Command {
     let mut cmd = <Cli as clap::CommandFactory>::command();
     // Propagates the global options to every subcommand, so that they can
     // be hidden where they do not apply.

@@ -70,6 +70,7 @@ fn every_error_code_is_documented() {
         "errand-sqlite",
         "errand-postgres",
         "errand",
+        "errand-cli",
     ] {
         sources(&root.join("crates").join(krate).join("src"), &mut files);
     }

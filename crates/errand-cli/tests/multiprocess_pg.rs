@@ -207,10 +207,8 @@ async fn workers_and_producers_share_postgres_and_survive_a_dead_leader() {
 
     // Producers, each with its own connection pool, enqueueing in batches
     // while the workers work. A rescued job retries after 200 ms.
-    let options = StoreOptions {
-        postgres_schema: Some(schema.name.clone()),
-        ..Default::default()
-    };
+    let mut options = StoreOptions::default();
+    options.postgres_schema = Some(schema.name.clone());
     let mut producers = Vec::new();
     for _ in 0..PRODUCERS {
         let store = errand::open_store_with(&url, &options)

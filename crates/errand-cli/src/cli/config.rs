@@ -350,16 +350,15 @@ impl Config {
         if let Some(d) = duration("command.kill_grace", &raw.command.kill_grace)? {
             command.kill_grace = d;
         }
+        let mut store = errand::StoreOptions::default();
+        store.durability = durability;
+        store.postgres_schema = postgres_schema;
+        store.sqlite_file_mode = raw.sqlite_file_mode.as_deref().map(file_mode).transpose()?;
         Ok(Config {
             command,
             kind_retry,
             database,
-            store: errand::StoreOptions {
-                durability,
-                postgres_schema,
-                must_exist: false,
-                sqlite_file_mode: raw.sqlite_file_mode.as_deref().map(file_mode).transpose()?,
-            },
+            store,
             log_format,
             queues,
             worker,

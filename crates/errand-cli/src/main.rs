@@ -329,6 +329,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(cli::BenchWhat::Schedule(s)) => {
                     cli::bench_schedule::run(s, &config, cli.global.json).await
                 }
+                Some(cli::BenchWhat::Admin(s)) => cli::bench_admin::run(s, &config, cli.global.json).await,
                 None => cli::bench::run(&a.jobs, &config, cli.global.json).await,
             };
         }

@@ -331,7 +331,7 @@ pub(crate) async fn run(args: &ScheduleBenchArgs, config: &Config, as_json: bool
 }
 
 /// Drops the bench's scratch PostgreSQL schema.
-async fn drop_schema(url: &str, schema: &str) {
+pub(crate) async fn drop_schema(url: &str, schema: &str) {
     use errand_postgres::sqlx::{self, Connection};
     if let Ok(mut conn) = sqlx::PgConnection::connect(url).await {
         let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))

@@ -3,6 +3,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod bench;
+pub(crate) mod bench_admin;
 pub(crate) mod bench_baseline;
 pub(crate) mod bench_schedule;
 pub(crate) mod config;
@@ -79,7 +80,7 @@ pub(crate) enum Command {
     Schedule(schedule::ScheduleCmd),
 }
 
-/// `errand bench [schedule]`.
+/// `errand bench [schedule | admin]`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct BenchCmd {
@@ -94,6 +95,8 @@ pub(crate) struct BenchCmd {
 pub(crate) enum BenchWhat {
     /// Next-fire computation, and the scheduler with many active schedules.
     Schedule(bench_schedule::ScheduleBenchArgs),
+    /// Operator reads (queue figures, job lists, one job) over a long history.
+    Admin(bench_admin::AdminBenchArgs),
 }
 
 /// The options only commands that open the store use.

@@ -99,20 +99,26 @@ pub(crate) async fn open_store_waiting(
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// A future that resolves on SIGINT or SIGTERM. The signal handlers are
+/// registered when this is called, not when the future is first polled, so
+/// a signal sent right after (a second Ctrl-C while a log line is written)
+/// is not missed.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops errand");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let streams = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
+    async move {
+        match streams {
+            Ok((mut term, mut int)) => {
+                tokio::select! {
+                    _ = int.recv() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops errand");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
     }
 }
 
@@ -167,12 +173,15 @@ pub(crate) async fn run(
         }
         node = node.scheduler(scheduler);
     }
+    let stop = shutdown_signal();
     let node = node.start()?;
-    shutdown_signal().await;
+    stop.await;
+    // A second signal during the grace period hands the running jobs back
+    // now; listened for before the log line that invites it.
+    let hurry = shutdown_signal();
     tracing::info!(grace = ?config.worker.shutdown_grace,
         "shutting down: no new jobs are claimed (a second Ctrl-C or SIGTERM hands running jobs back at once)");
-    // A second signal during the grace period hands the running jobs back now.
-    let report = node.shutdown_or(shutdown_signal()).await;
+    let report = node.shutdown_or(hurry).await;
     tracing::info!(
         graceful = report.graceful,
         handed_back = report.handed_back,

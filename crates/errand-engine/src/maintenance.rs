@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use errand_core::clock::{add, sub};
 use errand_core::store::PruneRequest;
 use errand_core::validate::{self, ValidationError};
-use errand_core::{RetryPolicies, StoreError};
+use errand_core::{ErrorCode, RetryPolicies, StoreError};
 
 use crate::runtime::Errand;
 
@@ -79,7 +79,7 @@ impl MaintenanceConfig {
         let fmt = errand_core::lifecycle::fmt_duration;
         let err = |field: &'static str, message: String| ValidationError {
             field,
-            code: "setting_out_of_range",
+            code: ErrorCode::SettingOutOfRange,
             message,
             index: None,
         };

@@ -24,7 +24,9 @@ use tokio_util::task::TaskTracker;
 use errand_core::lifecycle::{self, Attempt};
 use errand_core::store::{ClaimRequest, CompletionResult};
 use errand_core::validate::{self, ValidationError};
-use errand_core::{Completion, Finish, Job, JobId, Outcome, RetryPolicies, RetryPolicy, Timestamp};
+use errand_core::{
+    Completion, ErrorCode, Finish, Job, JobId, Outcome, RetryPolicies, RetryPolicy, Timestamp,
+};
 
 use crate::executor::context::ContextParts;
 use crate::executor::{Executor, Handler, JobArgs, JobContext, Typed};
@@ -68,7 +70,7 @@ pub const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
 /// The shortest idle poll interval.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
-fn setting(field: &'static str, code: &'static str, message: String) -> ValidationError {
+fn setting(field: &'static str, code: ErrorCode, message: String) -> ValidationError {
     ValidationError {
         field,
         code,
@@ -84,7 +86,7 @@ fn in_range(field: &'static str, v: usize, min: usize, max: usize) -> Result<(),
     } else {
         Err(setting(
             field,
-            "setting_out_of_range",
+            ErrorCode::SettingOutOfRange,
             format!("must be between {min} and {max} (got {v})"),
         ))
     }
@@ -150,14 +152,14 @@ impl WorkerConfig {
         if self.lease < MIN_LEASE {
             return Err(setting(
                 "lease",
-                "setting_out_of_range",
+                ErrorCode::SettingOutOfRange,
                 format!("must be at least {} (got {})", fmt(MIN_LEASE), fmt(self.lease)),
             ));
         }
         if self.heartbeat < MIN_HEARTBEAT {
             return Err(setting(
                 "heartbeat",
-                "setting_out_of_range",
+                ErrorCode::SettingOutOfRange,
                 format!(
                     "must be at least {} (got {})",
                     fmt(MIN_HEARTBEAT),
@@ -170,7 +172,7 @@ impl WorkerConfig {
         if self.heartbeat > self.lease / 2 {
             return Err(setting(
                 "heartbeat",
-                "heartbeat_too_slow",
+                ErrorCode::HeartbeatTooSlow,
                 format!(
                     "must be at most half the lease ({}), so one late heartbeat does not lose the jobs (got {})",
                     fmt(self.lease / 2),
@@ -181,7 +183,7 @@ impl WorkerConfig {
         if self.poll_interval < MIN_POLL_INTERVAL {
             return Err(setting(
                 "poll_interval",
-                "setting_out_of_range",
+                ErrorCode::SettingOutOfRange,
                 format!(
                     "must be at least {} (got {})",
                     fmt(MIN_POLL_INTERVAL),
@@ -274,7 +276,7 @@ impl WorkerBuilder {
         if self.queues.is_empty() {
             return Err(ValidationError {
                 field: "queues",
-                code: "no_queues",
+                code: ErrorCode::NoQueues,
                 message: "a worker needs at least one queue".into(),
                 index: None,
             });

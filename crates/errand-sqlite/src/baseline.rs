@@ -19,7 +19,7 @@ pub fn insert_rate(
     rows_per_txn: usize,
     secs: f64,
 ) -> Result<f64, StoreError> {
-    measure(dir, durability, rows_per_txn, secs).map_err(|e| StoreError::Backend(e.to_string()))
+    measure(dir, durability, rows_per_txn, secs).map_err(crate::error::err)
 }
 
 fn measure(dir: &Path, durability: Durability, rows_per_txn: usize, secs: f64) -> rusqlite::Result<f64> {

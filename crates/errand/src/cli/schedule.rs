@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::Context as _;
+use errand_core::ErrorCode;
 use errand_core::schedule::crontab::{self, CronZone};
 use errand_core::schedule::{Action, Schedule, ScheduleFile, Timing, zone};
 use jiff::Timestamp;
@@ -124,12 +125,12 @@ pub(crate) fn run(cmd: ScheduleCmd, as_json: bool) -> u8 {
     }
 }
 
-/// Why a schedule command failed: its exit code, a stable code for
-/// scripts, the field or argument at fault, and the problems of a file.
+/// Why a schedule command failed: a stable code for scripts (which gives
+/// the exit code, [`crate::exit_code`]), the field or argument at fault,
+/// and the problems of a file.
 #[derive(Debug)]
 struct Failure {
-    exit: u8,
-    code: &'static str,
+    code: ErrorCode,
     field: Option<String>,
     message: String,
     issues: Vec<serde_json::Value>,
@@ -139,8 +140,7 @@ impl Failure {
     /// Invalid input (exit 2, `invalid_argument`).
     fn invalid(field: Option<&str>, message: impl Into<String>) -> Failure {
         Failure {
-            exit: 2,
-            code: "invalid_argument",
+            code: ErrorCode::InvalidArgument,
             field: field.map(str::to_owned),
             message: message.into(),
             issues: Vec::new(),
@@ -150,8 +150,7 @@ impl Failure {
     /// The crontab program failed, or the crontab is not ours to change (exit 1).
     fn crontab(message: impl Into<String>) -> Failure {
         Failure {
-            exit: 1,
-            code: "crontab_failed",
+            code: ErrorCode::CrontabFailed,
             field: None,
             message: message.into(),
             issues: Vec::new(),
@@ -175,7 +174,7 @@ impl Failure {
         } else {
             eprintln!("error: {}", super::output::escape(&self.message));
         }
-        self.exit
+        crate::exit_code(self.code)
     }
 }
 
@@ -183,8 +182,7 @@ impl Failure {
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {
         Failure {
-            exit: 1,
-            code: "io_error",
+            code: ErrorCode::IoError,
             field: None,
             message: format!("cannot write the output: {e}"),
             issues: Vec::new(),
@@ -435,8 +433,7 @@ fn load(path: &Path, as_json: bool) -> Result<ScheduleFile, Failure> {
                 summary
             };
             Err(Failure {
-                exit: 2,
-                code: "config_invalid",
+                code: ErrorCode::ConfigInvalid,
                 field,
                 message,
                 issues: problems.into_iter().map(|(_, j)| j).collect(),
@@ -659,8 +656,7 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
     let user = args.user.as_deref();
     // A crontab errand cannot safely change (Begin without End, two blocks).
     let not_ours = |e: crontab::CrontabError| Failure {
-        exit: 2,
-        code: "crontab_invalid",
+        code: ErrorCode::CrontabInvalid,
         field: None,
         message: e.to_string(),
         issues: Vec::new(),
@@ -741,8 +737,7 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
                 lines.len()
             );
             return Err(Failure {
-                exit: 2,
-                code: "not_exportable",
+                code: ErrorCode::NotExportable,
                 field: Some("schedule".into()),
                 message: if as_json {
                     format!("{summary}: {}", lines.join("; "))

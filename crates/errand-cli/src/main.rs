@@ -3,84 +3,120 @@
 use std::process::ExitCode;
 
 use errand::Errand;
-use errand_core::StoreError;
 use errand_core::validate::ValidationError;
+use errand_core::{ErrorCode, StoreError};
 
 mod cli;
 
 use cli::config::{Config, LogFormat};
 use cli::{Cli, Command};
 
-/// How an error is reported: its exit code, a stable machine-readable
-/// code, and the field at fault when one is known.
+/// How an error is reported: its stable machine-readable code (which
+/// gives the exit code, [`exit_code`]), and the field at fault when one is
+/// known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Class {
-    exit: u8,
-    code: &'static str,
+    code: ErrorCode,
     field: Option<String>,
 }
 
 impl Class {
-    fn new(exit: u8, code: &'static str, field: Option<String>) -> Self {
-        Class { exit, code, field }
+    fn new(code: ErrorCode, field: Option<String>) -> Self {
+        Class { code, field }
     }
 }
 
-/// The one place that classifies errors, and so the one place an exit code
-/// is decided (docs/ERRORS.md): 1 failure (store unreachable, I/O…); 2
-/// invalid input (bad argument, bad config, validation error); 3 the job is
-/// not found or not in a state that allows the action; success is 0
-/// ([`exit_code`]). Codes: a [`ValidationError`]'s own code, else
-/// `invalid_argument` (what the argument parser refuses), `not_found`,
-/// `invalid_state`, `config_invalid`, `store_unavailable`, `store_error`,
-/// `io_error`, a schedule command's own code, or `failed`.
+/// The one place that maps error codes to exit codes: 0 success; 1 failure
+/// (the store unreachable, damaged or failing, I/O…); 2 invalid input (a bad
+/// argument, configuration or job); 3 the job or queue is not found, or
+/// not in a state that allows the action. docs/ERRORS.md lists each code
+/// under its exit code (a test checks they agree).
+pub(crate) fn exit_code(code: ErrorCode) -> u8 {
+    match code {
+        ErrorCode::NotFound
+        | ErrorCode::InvalidState
+        | ErrorCode::UniqueKeyHeld
+        | ErrorCode::LeaseLost
+        | ErrorCode::Forbidden => 3,
+        ErrorCode::StoreUnavailable
+        | ErrorCode::StoreUninitialized
+        | ErrorCode::StoreUnusable
+        | ErrorCode::StoreError
+        | ErrorCode::CrontabFailed
+        | ErrorCode::IoError
+        | ErrorCode::Failed => 1,
+        // Every other code is a rule some input broke.
+        _ => 2,
+    }
+}
+
+/// The one place that classifies errors (docs/ERRORS.md): a
+/// [`ValidationError`]'s own code, a [`StoreError`]'s ([`StoreError::code`]),
+/// a schedule command's own code, else `invalid_argument` (what the
+/// argument parser refuses), `config_invalid`, `io_error` or `failed`.
 fn classify(e: &anyhow::Error) -> Class {
     for cause in e.chain() {
         if let Some(c) = cause.downcast_ref::<clap::Error>() {
-            return Class::new(2, "invalid_argument", argument_field(c));
+            return Class::new(ErrorCode::InvalidArgument, argument_field(c));
         }
         if let Some(f) = cause.downcast_ref::<cli::schedule::Failure>() {
-            // Only the crontab program and the output stream fail; the rest
-            // is the command's input at fault.
-            let exit = if matches!(f.code, "crontab_failed" | "io_error") {
-                1
-            } else {
-                2
-            };
-            return Class::new(exit, f.code, f.field.clone());
+            return Class::new(f.code, f.field.clone());
         }
         if let Some(v) = cause.downcast_ref::<ValidationError>() {
-            return Class::new(2, v.code, Some(v.field.to_owned()));
+            return Class::new(v.code, Some(v.field.to_owned()));
         }
         if let Some(s) = cause.downcast_ref::<StoreError>() {
-            return store_class(s);
+            return Class::new(s.code(), None);
         }
         match cause.downcast_ref::<errand_engine::EnqueueError>() {
             Some(errand_engine::EnqueueError::Invalid(v)) => {
-                return Class::new(2, v.code, Some(v.field.to_owned()));
+                return Class::new(v.code, Some(v.field.to_owned()));
             }
-            Some(errand_engine::EnqueueError::Store(s)) => return store_class(s),
+            Some(errand_engine::EnqueueError::Store(s)) => return Class::new(s.code(), None),
             _ => {}
         }
         if let Some(c) = cause.downcast_ref::<ConfigError>() {
-            return Class::new(2, "config_invalid", c.field());
+            return Class::new(ErrorCode::ConfigInvalid, c.field());
         }
         if cause.downcast_ref::<errand_core::schedule::FileError>().is_some() {
-            return Class::new(2, "config_invalid", Some("schedule".to_owned()));
+            return Class::new(ErrorCode::ConfigInvalid, Some("schedule".to_owned()));
         }
         if cause.downcast_ref::<std::io::Error>().is_some() {
-            return Class::new(1, "io_error", None);
+            return Class::new(ErrorCode::IoError, None);
         }
     }
-    Class::new(1, "failed", None)
+    Class::new(ErrorCode::Failed, None)
 }
 
-/// The process's exit code: 0 on success, else the one [`classify`]
-/// gave the error. Every exit code of the binary is made here.
-fn exit_code(failure: Option<&Class>) -> ExitCode {
+/// The error and its causes as one line, `context: cause: …`, like
+/// anyhow's `{:#}`, but ending at a store error: its message already says
+/// what its sources (the store's and the driver's errors) said.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&cause.to_string());
+        let store = cause.is::<StoreError>()
+            || matches!(
+                cause.downcast_ref::<errand_engine::EnqueueError>(),
+                Some(errand_engine::EnqueueError::Store(_))
+            );
+        if store {
+            break;
+        }
+    }
+    out
+}
+
+/// The process's exit status: 0 on success, else the one [`exit_code`]
+/// gives the code [`classify`] found. Every exit status of the binary is
+/// made here.
+fn exit_status(failure: Option<&Class>) -> ExitCode {
     match failure {
         None => ExitCode::SUCCESS,
-        Some(class) => ExitCode::from(class.exit),
+        Some(class) => ExitCode::from(exit_code(class.code)),
     }
 }
 
@@ -94,7 +130,7 @@ fn report(e: &anyhow::Error, as_json: bool) -> ExitCode {
         .chain()
         .find_map(|c| c.downcast_ref::<cli::schedule::Failure>())
         .map_or(&[][..], |f| &f.issues[..]);
-    emit(&classify(e), &format!("{e:#}"), issues, as_json)
+    emit(&classify(e), &message(e), issues, as_json)
 }
 
 /// Prints one error (see [`report`]).
@@ -105,7 +141,7 @@ fn emit(class: &Class, message: &str, issues: &[serde_json::Value], as_json: boo
         /// order; `issues` only when there are some.
         #[derive(serde::Serialize)]
         struct Body<'a> {
-            code: &'a str,
+            code: ErrorCode,
             message: &'a str,
             field: Option<&'a str>,
             #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -130,25 +166,7 @@ fn emit(class: &Class, message: &str, issues: &[serde_json::Value], as_json: boo
     } else {
         eprintln!("error: {}", cli::output::escape(&message));
     }
-    exit_code(Some(class))
-}
-
-/// How a store error is reported (see [`classify`]).
-fn store_class(s: &StoreError) -> Class {
-    match s {
-        StoreError::NotFound(_) | StoreError::QueueNotFound(_) => Class::new(3, "not_found", None),
-        StoreError::InvalidState { .. } | StoreError::QueueNotEmpty { .. } => {
-            Class::new(3, "invalid_state", None)
-        }
-        StoreError::UniqueKeyHeld { .. } => Class::new(3, "unique_key_held", None),
-        StoreError::InvalidConfig(_) => Class::new(2, "config_invalid", None),
-        StoreError::Connect(_) | StoreError::Closed | StoreError::SchemaTooNew { .. } => {
-            Class::new(1, "store_unavailable", None)
-        }
-        StoreError::Uninitialized(_) => Class::new(1, "store_uninitialized", None),
-        StoreError::Unusable(_) => Class::new(1, "store_unusable", None),
-        _ => Class::new(1, "store_error", None),
-    }
+    exit_status(Some(class))
 }
 
 /// A configuration error (exit code 2).
@@ -259,7 +277,7 @@ fn main() -> ExitCode {
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                 // Help and version go to stdout; a closed pipe is no failure.
                 let _ = e.print();
-                return exit_code(None);
+                return exit_status(None);
             }
             let rendered = e.render().to_string();
             let class = classify(&anyhow::Error::new(e));
@@ -271,7 +289,7 @@ fn main() -> ExitCode {
                     .map(|l| cli::output::escape(l).into_owned())
                     .collect();
                 eprintln!("{}", lines.join("\n").trim_end());
-                return exit_code(Some(&class));
+                return exit_status(Some(&class));
             }
             let message = rendered
                 .lines()
@@ -286,12 +304,12 @@ fn main() -> ExitCode {
         && let Command::Schedule(cmd) = cli.command
     {
         return match cli::schedule::run(cmd, as_json) {
-            Ok(()) => exit_code(None),
+            Ok(()) => exit_status(None),
             Err(f) => report(&anyhow::Error::new(f), as_json),
         };
     }
     match run(cli) {
-        Ok(()) => exit_code(None),
+        Ok(()) => exit_status(None),
         Err(e) => report(&e, as_json),
     }
 }
@@ -406,26 +424,30 @@ mod tests {
     fn errors_are_classified_in_one_place() {
         let v = anyhow::Error::new(ValidationError {
             field: "queue",
-            code: "queue_name_invalid",
+            code: ErrorCode::QueueNameInvalid,
             message: "bad".into(),
             index: None,
         });
         assert_eq!(
             classify(&v),
-            Class::new(2, "queue_name_invalid", Some("queue".into()))
+            Class::new(ErrorCode::QueueNameInvalid, Some("queue".into()))
         );
         let nf = anyhow::Error::new(StoreError::NotFound(errand::JobId(9)));
-        assert_eq!(classify(&nf), Class::new(3, "not_found", None));
-        let down = anyhow::Error::new(StoreError::Connect("x".into())).context("opening");
-        assert_eq!(classify(&down), Class::new(1, "store_unavailable", None));
+        assert_eq!(classify(&nf), Class::new(ErrorCode::NotFound, None));
+        let down = anyhow::Error::new(StoreError::Connect(errand_core::BackendError::transient("x")))
+            .context("opening");
+        assert_eq!(classify(&down), Class::new(ErrorCode::StoreUnavailable, None));
         let cfg = anyhow::Error::new(ConfigError("worker.lease: not a duration".into()));
         assert_eq!(
             classify(&cfg),
-            Class::new(2, "config_invalid", Some("worker.lease".into()))
+            Class::new(ErrorCode::ConfigInvalid, Some("worker.lease".into()))
         );
         let io = anyhow::Error::new(std::io::Error::other("disk"));
-        assert_eq!(classify(&io), Class::new(1, "io_error", None));
-        assert_eq!(classify(&anyhow::anyhow!("?")), Class::new(1, "failed", None));
+        assert_eq!(classify(&io), Class::new(ErrorCode::IoError, None));
+        assert_eq!(
+            classify(&anyhow::anyhow!("?")),
+            Class::new(ErrorCode::Failed, None)
+        );
     }
 
     #[test]
@@ -436,33 +458,92 @@ mod tests {
         };
         assert_eq!(
             parse(&["errand", "jobs", "list", "--limit", "many"]),
-            Class::new(2, "invalid_argument", Some("limit".into()))
+            Class::new(ErrorCode::InvalidArgument, Some("limit".into()))
         );
         assert_eq!(
             parse(&["errand", "--no-such-flag"]),
-            Class::new(2, "invalid_argument", Some("no_such_flag".into()))
+            Class::new(ErrorCode::InvalidArgument, Some("no_such_flag".into()))
         );
         let schedule = |f: cli::schedule::Failure| classify(&anyhow::Error::new(f));
         assert_eq!(
             schedule(cli::schedule::Failure::invalid(Some("tz"), "no such zone")),
-            Class::new(2, "invalid_argument", Some("tz".into()))
+            Class::new(ErrorCode::InvalidArgument, Some("tz".into()))
         );
         assert_eq!(
             schedule(cli::schedule::Failure::crontab("crontab exited with 1")),
-            Class::new(1, "crontab_failed", None)
+            Class::new(ErrorCode::CrontabFailed, None)
         );
         assert_eq!(
             schedule(std::io::Error::other("closed pipe").into()),
-            Class::new(1, "io_error", None)
+            Class::new(ErrorCode::IoError, None)
         );
     }
 
     #[test]
-    fn exit_codes_come_from_the_class() {
-        assert_eq!(exit_code(None), ExitCode::SUCCESS);
-        for exit in [1, 2, 3] {
-            let class = Class::new(exit, "failed", None);
-            assert_eq!(exit_code(Some(&class)), ExitCode::from(exit));
+    fn exit_statuses_come_from_the_code() {
+        assert_eq!(exit_status(None), ExitCode::SUCCESS);
+        let class = Class::new(ErrorCode::NotFound, None);
+        assert_eq!(exit_status(Some(&class)), ExitCode::from(3));
+    }
+
+    #[test]
+    fn exit_codes_keep_their_meaning() {
+        for (code, exit) in [
+            (ErrorCode::InvalidArgument, 2),
+            (ErrorCode::ConfigInvalid, 2),
+            (ErrorCode::QueueNameInvalid, 2),
+            (ErrorCode::NotFound, 3),
+            (ErrorCode::InvalidState, 3),
+            (ErrorCode::UniqueKeyHeld, 3),
+            (ErrorCode::StoreUnavailable, 1),
+            (ErrorCode::StoreError, 1),
+            (ErrorCode::IoError, 1),
+            (ErrorCode::Failed, 1),
+        ] {
+            assert_eq!(exit_code(code), exit, "{code}");
         }
+    }
+
+    /// docs/ERRORS.md lists each code in the section of its exit code.
+    #[test]
+    fn every_code_is_documented_under_its_exit_code() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ERRORS.md"))
+            .expect("docs/ERRORS.md");
+        let mut exit = None;
+        let mut seen = 0;
+        for line in doc.lines() {
+            if line.starts_with("## ") {
+                exit = line
+                    .split_once("(exit ")
+                    .and_then(|(_, rest)| rest.split(')').next())
+                    .and_then(|n| n.parse::<u8>().ok());
+            } else if let Some(code) = line
+                .strip_prefix("| `")
+                .and_then(|rest| rest.split('`').next())
+                .and_then(|c| c.parse::<ErrorCode>().ok())
+            {
+                let exit = exit.unwrap_or_else(|| panic!("{code} is listed outside an exit code's section"));
+                assert_eq!(exit_code(code), exit, "{code} is documented under exit {exit}");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, ErrorCode::ALL.len(), "every code is in a section");
+    }
+
+    /// A store error's message already holds what its sources said: they
+    /// are not printed again.
+    #[test]
+    fn a_store_error_is_printed_once_with_its_context() {
+        let source = std::io::Error::other("disk on fire");
+        let store = StoreError::from(
+            errand_core::BackendError::transient("writing failed: disk on fire").with_source(source),
+        );
+        let e = anyhow::Error::new(store).context("enqueueing");
+        assert_eq!(
+            message(&e),
+            "enqueueing: store backend error: writing failed: disk on fire"
+        );
+        let e = anyhow::Error::new(std::io::Error::other("gone")).context("reading jobs.jsonl");
+        assert_eq!(message(&e), "reading jobs.jsonl: gone");
     }
 }

@@ -6,6 +6,8 @@
 //!   resolution of an outcome into the store write that records it.
 //! - [`retry`]: retry policies (fixed, linear, exponential with jitter and a cap).
 //! - [`validate`]: input validation with errors that name the field and the rule.
+//! - [`code`]: the stable machine-readable [`ErrorCode`] of every error errand reports.
+//! - [`error`]: the store's errors ([`StoreError`]), with their sources and transience.
 //! - [`store`]: the store port every backend implements, by role: the hot
 //!   path ([`JobQueue`]), maintenance primitives ([`Housekeeping`]), the
 //!   tenant-scoped operator model ([`Operator`]), [`Leadership`] and
@@ -17,6 +19,7 @@
 //! The crate knows no database, no HTTP and no CLI.
 
 pub mod clock;
+pub mod code;
 pub mod error;
 pub mod job;
 pub mod lifecycle;
@@ -30,7 +33,8 @@ pub mod validate;
 pub mod testkit;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::StoreError;
+pub use code::ErrorCode;
+pub use error::{BackendError, DbCode, StoreError};
 pub use job::{
     Completion, ErrorRecord, Finish, Job, JobId, JobState, Lease, NewJob, Outcome, Progress, UniqueMode,
 };

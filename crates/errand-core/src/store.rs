@@ -439,7 +439,11 @@ pub trait Schedules: Send + Sync + 'static {
         self.fire_schedule_ticks(vec![tick], now)
             .await?
             .pop()
-            .ok_or_else(|| StoreError::Backend("firing one tick returned no result".into()))
+            .ok_or_else(|| {
+                StoreError::Backend(crate::error::BackendError::permanent(
+                    "firing one tick returned no result",
+                ))
+            })
     }
 
     /// Fires many ticks in one transaction: each has exactly the meaning of

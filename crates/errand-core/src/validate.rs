@@ -7,6 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::code::ErrorCode;
 use crate::job::{NewJob, UniqueMode};
 use crate::retry::RetryPolicy;
 
@@ -53,8 +54,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct ValidationError {
     /// The field at fault (`queue`, `args`, `priority`, …).
     pub field: &'static str,
-    /// A stable machine-readable code (`queue_name_invalid`, `args_too_large`, …).
-    pub code: &'static str,
+    /// The rule's stable machine-readable code (`queue_name_invalid`,
+    /// `args_too_large`, …); serialized as its text.
+    pub code: ErrorCode,
     /// What is wrong and what is allowed.
     pub message: String,
     /// In a bulk insert, the position (0-based) of the offending job.
@@ -72,7 +74,7 @@ impl fmt::Display for ValidationError {
 }
 
 impl ValidationError {
-    fn new(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(field: &'static str, code: ErrorCode, message: impl Into<String>) -> Self {
         ValidationError {
             field,
             code,
@@ -136,7 +138,7 @@ pub fn queue_name(field: &'static str, s: &str) -> Result<(), ValidationError> {
     } else {
         Err(ValidationError::new(
             field,
-            "queue_name_invalid",
+            ErrorCode::QueueNameInvalid,
             format!(
                 "{s:?} is not a valid queue name: use 1-128 ASCII letters, digits, '_', '-', '.', ':', starting with a letter or digit"
             ),
@@ -151,7 +153,7 @@ pub fn kind_name(field: &'static str, s: &str) -> Result<(), ValidationError> {
     } else {
         Err(ValidationError::new(
             field,
-            "kind_invalid",
+            ErrorCode::KindInvalid,
             format!(
                 "{s:?} is not a valid job kind: use 1-255 ASCII letters, digits, '_', '-', '.', ':', '/', starting with a letter or digit"
             ),
@@ -166,7 +168,7 @@ pub fn tenant_id(field: &'static str, s: &str) -> Result<(), ValidationError> {
     } else {
         Err(ValidationError::new(
             field,
-            "tenant_invalid",
+            ErrorCode::TenantInvalid,
             format!(
                 "{s:?} is not a valid tenant id: use 1-128 ASCII letters, digits, '_', '-', '.', ':', starting with a letter or digit"
             ),
@@ -182,8 +184,8 @@ fn json_text(
     object: bool,
 ) -> Result<(), ValidationError> {
     let (too_large, invalid) = match code_prefix {
-        "args" => ("args_too_large", "args_invalid_json"),
-        _ => ("meta_too_large", "meta_invalid"),
+        "args" => (ErrorCode::ArgsTooLarge, ErrorCode::ArgsInvalidJson),
+        _ => (ErrorCode::MetaTooLarge, ErrorCode::MetaInvalid),
     };
     if s.len() > max {
         return Err(ValidationError::new(
@@ -219,7 +221,7 @@ pub fn validate(job: NewJob, limits: &Limits, now: Timestamp) -> Result<ValidJob
     if !(PRIORITY_MIN..=PRIORITY_MAX).contains(&priority) {
         return Err(ValidationError::new(
             "priority",
-            "priority_out_of_range",
+            ErrorCode::PriorityOutOfRange,
             format!("{priority} is out of range: use {PRIORITY_MIN} (most urgent) to {PRIORITY_MAX}"),
         ));
     }
@@ -227,7 +229,7 @@ pub fn validate(job: NewJob, limits: &Limits, now: Timestamp) -> Result<ValidJob
     if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
         return Err(ValidationError::new(
             "max_attempts",
-            "max_attempts_out_of_range",
+            ErrorCode::MaxAttemptsOutOfRange,
             format!("{max_attempts} is out of range: use 1 to {MAX_ATTEMPTS_LIMIT}"),
         ));
     }
@@ -253,14 +255,14 @@ pub fn validate(job: NewJob, limits: &Limits, now: Timestamp) -> Result<ValidJob
         if exp <= now {
             return Err(ValidationError::new(
                 field,
-                "expiry_in_past",
+                ErrorCode::ExpiryInPast,
                 "must be in the future",
             ));
         }
         if exp <= run_at {
             return Err(ValidationError::new(
                 field,
-                "expiry_before_run_at",
+                ErrorCode::ExpiryBeforeRunAt,
                 format!("the job would expire ({exp}) before it may run ({run_at})"),
             ));
         }
@@ -269,7 +271,7 @@ pub fn validate(job: NewJob, limits: &Limits, now: Timestamp) -> Result<ValidJob
         if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
             return Err(ValidationError::new(
                 "unique_key",
-                "unique_key_invalid",
+                ErrorCode::UniqueKeyInvalid,
                 "must be 1-255 bytes with no control characters",
             ));
         }
@@ -278,7 +280,7 @@ pub fn validate(job: NewJob, limits: &Limits, now: Timestamp) -> Result<ValidJob
         {
             return Err(ValidationError::new(
                 "unique_period",
-                "unique_period_invalid",
+                ErrorCode::UniquePeriodInvalid,
                 "must be longer than zero",
             ));
         }
@@ -288,7 +290,7 @@ pub fn validate(job: NewJob, limits: &Limits, now: Timestamp) -> Result<ValidJob
     {
         return Err(ValidationError::new(
             "timeout",
-            "timeout_out_of_range",
+            ErrorCode::TimeoutOutOfRange,
             format!(
                 "must be longer than zero and at most {} days",
                 MAX_TIMEOUT.as_secs() / 86_400
@@ -298,7 +300,7 @@ pub fn validate(job: NewJob, limits: &Limits, now: Timestamp) -> Result<ValidJob
     if job.tags.len() > MAX_TAGS {
         return Err(ValidationError::new(
             "tags",
-            "too_many_tags",
+            ErrorCode::TooManyTags,
             format!("{} tags; the limit is {MAX_TAGS}", job.tags.len()),
         ));
     }
@@ -306,7 +308,7 @@ pub fn validate(job: NewJob, limits: &Limits, now: Timestamp) -> Result<ValidJob
         if !name_ok(tag, 64, b":/") {
             return Err(ValidationError::new(
                 "tags",
-                "tag_invalid",
+                ErrorCode::TagInvalid,
                 format!(
                     "{tag:?} is not a valid tag: use 1-64 ASCII letters, digits, '_', '-', '.', ':', '/'"
                 ),
@@ -344,7 +346,7 @@ pub fn validate_batch(
     if jobs.len() > limits.max_batch {
         return Err(ValidationError::new(
             "jobs",
-            "batch_too_large",
+            ErrorCode::BatchTooLarge,
             format!(
                 "{} jobs in one batch; the limit is {}",
                 jobs.len(),
@@ -363,7 +365,7 @@ pub fn retry_policy(p: &RetryPolicy) -> Result<(), ValidationError> {
     if !(p.jitter.is_finite() && (0.0..=1.0).contains(&p.jitter)) {
         return Err(ValidationError::new(
             "retry.jitter",
-            "retry_invalid",
+            ErrorCode::RetryInvalid,
             "must be between 0 and 1",
         ));
     }
@@ -372,7 +374,7 @@ pub fn retry_policy(p: &RetryPolicy) -> Result<(), ValidationError> {
     {
         return Err(ValidationError::new(
             "retry.factor",
-            "retry_invalid",
+            ErrorCode::RetryInvalid,
             "must be between 1 and 100",
         ));
     }
@@ -384,7 +386,7 @@ fn checked_add(now: Timestamp, d: Duration, field: &'static str) -> Result<Times
         .ok()
         .and_then(|sd| now.checked_add(sd).ok())
         .filter(|t| t.as_second() < 253_402_300_799) // 9999-12-31
-        .ok_or_else(|| ValidationError::new(field, "time_out_of_range", "is too far in the future"))
+        .ok_or_else(|| ValidationError::new(field, ErrorCode::TimeOutOfRange, "is too far in the future"))
 }
 
 #[cfg(test)]
@@ -502,7 +504,7 @@ mod tests {
         ];
         for (job, field, code) in cases {
             let err = check(job.clone()).expect_err(&format!("{job:?} should be refused"));
-            assert_eq!((err.field, err.code), (field, code), "{job:?}: {err}");
+            assert_eq!((err.field, err.code.as_str()), (field, code), "{job:?}: {err}");
             assert!(err.to_string().starts_with(field), "{err}");
         }
     }

@@ -2,7 +2,7 @@
 
 use errand_core::store::{Inserted, JobFilter, JobPage, QueueStats, Scope};
 use errand_core::validate::{self, ValidationError};
-use errand_core::{Job, JobId, JobState, NewJob, StoreError};
+use errand_core::{ErrorCode, Job, JobId, JobState, NewJob, StoreError};
 
 use crate::executor::JobArgs;
 use crate::runtime::Errand;
@@ -17,6 +17,16 @@ pub enum EnqueueError {
     /// The store failed; nothing was written.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl EnqueueError {
+    /// The stable code: the validation rule's, or the store error's.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            EnqueueError::Invalid(v) => v.code,
+            EnqueueError::Store(s) => s.code(),
+        }
+    }
 }
 
 /// Enqueues jobs and operates on them. Cheap to clone.
@@ -182,7 +192,7 @@ impl Client {
 pub(crate) fn new_job<A: JobArgs>(args: &A) -> Result<NewJob, EnqueueError> {
     let mut job = NewJob::from_args(A::KIND, args).map_err(|e| ValidationError {
         field: "args",
-        code: "args_invalid_json",
+        code: ErrorCode::ArgsInvalidJson,
         message: format!("cannot be serialized: {e}"),
         index: None,
     })?;

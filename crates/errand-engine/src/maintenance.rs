@@ -15,7 +15,7 @@ use errand_core::clock::{add, sub};
 use errand_core::lifecycle;
 use errand_core::store::PruneRequest;
 use errand_core::validate::{self, ValidationError};
-use errand_core::{CompletionResult, StoreError};
+use errand_core::{CompletionResult, ErrorCode, StoreError};
 
 use crate::runtime::Errand;
 
@@ -73,7 +73,7 @@ impl MaintenanceConfig {
         let fmt = errand_core::lifecycle::fmt_duration;
         let err = |field: &'static str, message: String| ValidationError {
             field,
-            code: "setting_out_of_range",
+            code: ErrorCode::SettingOutOfRange,
             message,
             index: None,
         };

@@ -4,7 +4,10 @@
 //! queue's batch size) in one store call, and spawns each as a task. Tasks
 //! send their resolved outcome to one completer, which writes everything that
 //! has piled up in one `complete_batch` call: under load, claims and
-//! completions are both batched without any timer. A heartbeat extends the
+//! completions are both batched without any timer; a batch the store
+//! refuses for good is written again entry by entry, and only the entries
+//! it still refuses are dropped (their jobs are rescued when their leases
+//! lapse). A heartbeat extends the
 //! leases of every job in flight and learns of operator cancels. Shutdown
 //! stops fetching, waits a grace period, then hands unfinished jobs back
 //! without spending their attempt.
@@ -24,7 +27,9 @@ use tokio_util::task::TaskTracker;
 use errand_core::lifecycle::{self, Attempt};
 use errand_core::store::{ClaimRequest, CompletionResult};
 use errand_core::validate::{self, ValidationError};
-use errand_core::{Completion, Finish, Job, JobId, Outcome, RetryPolicies, RetryPolicy, Timestamp};
+use errand_core::{
+    Completion, ErrorCode, Finish, Job, JobId, Outcome, RetryPolicies, RetryPolicy, Timestamp,
+};
 
 use crate::executor::context::ContextParts;
 use crate::executor::{Executor, Handler, JobArgs, JobContext, Typed};
@@ -68,7 +73,7 @@ pub const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
 /// The shortest idle poll interval.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
-fn setting(field: &'static str, code: &'static str, message: String) -> ValidationError {
+fn setting(field: &'static str, code: ErrorCode, message: String) -> ValidationError {
     ValidationError {
         field,
         code,
@@ -84,7 +89,7 @@ fn in_range(field: &'static str, v: usize, min: usize, max: usize) -> Result<(),
     } else {
         Err(setting(
             field,
-            "setting_out_of_range",
+            ErrorCode::SettingOutOfRange,
             format!("must be between {min} and {max} (got {v})"),
         ))
     }
@@ -150,14 +155,14 @@ impl WorkerConfig {
         if self.lease < MIN_LEASE {
             return Err(setting(
                 "lease",
-                "setting_out_of_range",
+                ErrorCode::SettingOutOfRange,
                 format!("must be at least {} (got {})", fmt(MIN_LEASE), fmt(self.lease)),
             ));
         }
         if self.heartbeat < MIN_HEARTBEAT {
             return Err(setting(
                 "heartbeat",
-                "setting_out_of_range",
+                ErrorCode::SettingOutOfRange,
                 format!(
                     "must be at least {} (got {})",
                     fmt(MIN_HEARTBEAT),
@@ -170,7 +175,7 @@ impl WorkerConfig {
         if self.heartbeat > self.lease / 2 {
             return Err(setting(
                 "heartbeat",
-                "heartbeat_too_slow",
+                ErrorCode::HeartbeatTooSlow,
                 format!(
                     "must be at most half the lease ({}), so one late heartbeat does not lose the jobs (got {})",
                     fmt(self.lease / 2),
@@ -181,7 +186,7 @@ impl WorkerConfig {
         if self.poll_interval < MIN_POLL_INTERVAL {
             return Err(setting(
                 "poll_interval",
-                "setting_out_of_range",
+                ErrorCode::SettingOutOfRange,
                 format!(
                     "must be at least {} (got {})",
                     fmt(MIN_POLL_INTERVAL),
@@ -274,7 +279,7 @@ impl WorkerBuilder {
         if self.queues.is_empty() {
             return Err(ValidationError {
                 field: "queues",
-                code: "no_queues",
+                code: ErrorCode::NoQueues,
                 message: "a worker needs at least one queue".into(),
                 index: None,
             });
@@ -348,10 +353,14 @@ pub struct WorkerStats {
     pub handed_back: u64,
     /// Completions refused because the lease was lost.
     pub lease_lost: u64,
+    /// Outcomes the store refused for good (a permanent error writing that
+    /// job's completion, such as a result the database cannot store): they
+    /// are not recorded, and their jobs are rescued when their leases lapse.
+    pub completions_dropped: u64,
 }
 
 #[derive(Default)]
-struct Counters([AtomicU64; 9]);
+struct Counters([AtomicU64; 10]);
 
 impl Counters {
     fn bump(&self, i: usize, n: u64) {
@@ -369,9 +378,13 @@ impl Counters {
             expired: g(6),
             handed_back: g(7),
             lease_lost: g(8),
+            completions_dropped: g(DROPPED),
         }
     }
 }
+
+/// The counter of [`WorkerStats::completions_dropped`].
+const DROPPED: usize = 9;
 
 fn counter_index(f: &Finish) -> usize {
     match f {
@@ -401,6 +414,8 @@ struct Done {
     id: JobId,
     token: i64,
     finish: Finish,
+    /// The attempt's context: what a dropped completion's log line names.
+    ctx: JobContext,
 }
 
 struct Shared {
@@ -874,6 +889,7 @@ async fn run_job(shared: &Arc<Shared>, mut job: Job, cancel: CancellationToken, 
             id: job.id,
             token,
             finish,
+            ctx,
         })
         .await;
 }
@@ -1002,10 +1018,16 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Done>, stop: Canc
     }
 }
 
-/// Writes a batch of completions, retrying while the store is unreachable
-/// or full (the jobs stay in flight, so their leases keep being extended).
-/// The outage itself is logged once, by [`Shared::store_failed`]; retries
-/// are logged at debug level.
+/// Writes a batch of completions. A transient failure (the store is
+/// unreachable or full) is retried with backoff, the jobs staying in flight
+/// so their leases keep being extended; the outage itself is logged once,
+/// by [`Shared::store_failed`], and retries at debug level.
+///
+/// A permanent failure ([`StoreError::is_permanent`](errand_core::StoreError::is_permanent):
+/// a constraint violation, a value the database refuses) may be one
+/// entry's fault, so the batch is written again one entry at a time, and
+/// an entry that still fails permanently is dropped ([`drop_completion`]):
+/// one bad outcome never stalls the others.
 ///
 /// Once the worker is shutting down (`closing`, or `stop` fired during the
 /// retries) it keeps trying for at most the shutdown grace, or only once
@@ -1013,6 +1035,50 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Done>, stop: Canc
 /// jobs stay `running` and are rescued when their leases lapse, so a store
 /// that stays down cannot hold the process past its grace.
 async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool, stop: &CancellationToken) -> bool {
+    let mut give_up_at: Option<tokio::time::Instant> = None;
+    let refused = match write(shared, &batch, closing, stop, &mut give_up_at).await {
+        Written::Done(results) => {
+            record(shared, &batch, results);
+            return true;
+        }
+        Written::GaveUp => return false,
+        Written::Refused(e) => e,
+    };
+    if let [one] = batch.as_slice() {
+        drop_completion(shared, one, &refused);
+        return true;
+    }
+    tracing::warn!(worker = %shared.id, jobs = batch.len(), code = %refused.code(), error = %refused,
+        "the store refused a batch of completions for good; writing them one at a time");
+    for d in &batch {
+        let one = std::slice::from_ref(d);
+        match write(shared, one, closing, stop, &mut give_up_at).await {
+            Written::Done(results) => record(shared, one, results),
+            Written::GaveUp => return false,
+            Written::Refused(e) => drop_completion(shared, d, &e),
+        }
+    }
+    true
+}
+
+/// How one `complete_batch` call ended, after the retries of transient failures.
+enum Written {
+    /// Written: each entry's result.
+    Done(Vec<CompletionResult>),
+    /// Refused with a permanent error: nothing of it was written.
+    Refused(errand_core::StoreError),
+    /// Shutting down and out of time: nothing of it was written.
+    GaveUp,
+}
+
+/// Writes `batch` in one call, retrying transient failures (see [`flush`]).
+async fn write(
+    shared: &Shared,
+    batch: &[Done],
+    closing: bool,
+    stop: &CancellationToken,
+    give_up_at: &mut Option<tokio::time::Instant>,
+) -> Written {
     let items: Vec<Completion> = batch
         .iter()
         .map(|d| Completion {
@@ -1022,8 +1088,7 @@ async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool, stop: &Cancella
         })
         .collect();
     let mut delay = Duration::from_millis(100);
-    let mut give_up_at: Option<tokio::time::Instant> = None;
-    let results = loop {
+    loop {
         match shared
             .rt
             .store
@@ -1032,8 +1097,10 @@ async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool, stop: &Cancella
         {
             Ok(r) => {
                 shared.store_ok(Call::Complete);
-                break r;
+                return Written::Done(r);
             }
+            // The store answered, and no retry will change its answer.
+            Err(e) if e.is_permanent() => return Written::Refused(e),
             Err(e) => {
                 shared.store_failed(Call::Complete, &e);
                 let now = tokio::time::Instant::now();
@@ -1048,7 +1115,7 @@ async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool, stop: &Cancella
                     if now >= deadline {
                         tracing::error!(worker = %shared.id, error = %e, jobs = items.len(),
                             "giving up writing completions at shutdown; the jobs will be rescued and run again");
-                        return false;
+                        return Written::GaveUp;
                     }
                 }
                 tracing::debug!(worker = %shared.id, error = %e, jobs = items.len(), retry_in = ?delay,
@@ -1061,7 +1128,11 @@ async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool, stop: &Cancella
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
-    };
+    }
+}
+
+/// Counts what the store wrote, and lets go of those jobs.
+fn record(shared: &Shared, batch: &[Done], results: Vec<CompletionResult>) {
     let mut inflight = shared.inflight();
     for (d, r) in batch.iter().zip(results) {
         inflight.remove(&d.id);
@@ -1074,7 +1145,19 @@ async fn flush(shared: &Shared, batch: Vec<Done>, closing: bool, stop: &Cancella
             }
         }
     }
-    true
+}
+
+/// Gives up recording a job's outcome that the store refused for good: the
+/// job is let go of, so its lease is no longer extended, and the
+/// maintenance leader rescues it once the lease lapses (its attempt
+/// counts, as for a worker that died). Logged as an error naming the job
+/// and counted in [`WorkerStats::completions_dropped`].
+fn drop_completion(shared: &Shared, d: &Done, e: &errand_core::StoreError) {
+    shared.inflight().remove(&d.id);
+    shared.counters.bump(DROPPED, 1);
+    tracing::error!(worker = %shared.id, job_id = d.id.0, queue = %d.ctx.queue(), kind = %d.ctx.kind(),
+        attempt = d.ctx.attempt(), outcome = %d.finish.target_state(), code = %e.code(), error = %e,
+        "the store refused this job's outcome for good: it is not recorded, and the job will be rescued when its lease lapses");
 }
 
 async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use errand_core::StoreError;
+use crate::error::PostgresError;
 use errand_core::url::password_span;
 pub use errand_core::url::{redact_text, redact_url};
 
@@ -118,7 +118,7 @@ impl PostgresConfig {
 
     /// How long an operation waits for a pooled connection, including
     /// connecting a new one, before it fails with
-    /// [`StoreError::Connect`] (default 5 s).
+    /// [`StoreError::Connect`](errand_core::StoreError::Connect) (default 5 s).
     pub fn acquire_timeout(mut self, d: Duration) -> Self {
         self.acquire_timeout = d;
         self
@@ -178,14 +178,14 @@ impl PostgresConfig {
     }
 
     /// Checks the schema name (see [`check_schema_name`]).
-    pub(crate) fn check_schema(&self) -> Result<(), StoreError> {
+    pub(crate) fn check_schema(&self) -> Result<(), PostgresError> {
         check_schema_name(&self.schema)
     }
 }
 
 /// Checks a schema name before anything is opened: it is spliced into every
 /// statement, so only plain lower-case identifiers are allowed.
-pub fn check_schema_name(name: &str) -> Result<(), StoreError> {
+pub fn check_schema_name(name: &str) -> Result<(), PostgresError> {
     let s = name.as_bytes();
     let ok = !s.is_empty()
         && s.len() <= 48
@@ -196,7 +196,7 @@ pub fn check_schema_name(name: &str) -> Result<(), StoreError> {
     if ok {
         Ok(())
     } else {
-        Err(StoreError::InvalidConfig(format!(
+        Err(PostgresError::Config(format!(
             "invalid schema name {name:?}: use 1-48 lower-case ASCII letters, digits and '_', \
              starting with a letter or '_' (and not 'pg_')"
         )))
@@ -207,7 +207,7 @@ pub fn check_schema_name(name: &str) -> Result<(), StoreError> {
 /// means no limit) out of the URL's query, since the driver does not know
 /// it and would only warn. Returns the URL without it and the timeout it
 /// sets, if it names one.
-pub(crate) fn take_connect_timeout(url: &str) -> Result<(String, Option<Duration>), StoreError> {
+pub(crate) fn take_connect_timeout(url: &str) -> Result<(String, Option<Duration>), PostgresError> {
     let Some((main, query)) = url.split_once('?') else {
         return Ok((url.to_owned(), None));
     };
@@ -217,7 +217,7 @@ pub(crate) fn take_connect_timeout(url: &str) -> Result<(String, Option<Duration
         match pair.split_once('=') {
             Some(("connect_timeout", value)) => {
                 let secs: i64 = value.trim().parse().map_err(|_| {
-                    StoreError::InvalidConfig(format!(
+                    PostgresError::Config(format!(
                         "invalid PostgreSQL URL {}: connect_timeout must be a whole number of seconds (got {value:?})",
                         redact_url(url)
                     ))
@@ -304,12 +304,12 @@ pub(crate) fn take_unknown_params(url: &str) -> (String, Vec<String>) {
 /// Refuses a password holding a character that ends the user information
 /// of a URL (`?`, `#`, `/`): the driver would read the rest as the query
 /// or the path and report a confusing error (such as an invalid port).
-pub(crate) fn check_password_chars(url: &str) -> Result<(), StoreError> {
+pub(crate) fn check_password_chars(url: &str) -> Result<(), PostgresError> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     if let Some((user_end, at)) = password_span(rest) {
         let password = &rest[user_end + 1..at];
         if let Some(c) = password.chars().find(|c| matches!(c, '?' | '#' | '/')) {
-            return Err(StoreError::InvalidConfig(format!(
+            return Err(PostgresError::Config(format!(
                 "invalid PostgreSQL URL {}: the password holds {c:?}, which must be \
                  percent-encoded in a URL (%{:02X})",
                 redact_url(url),

@@ -107,9 +107,8 @@ pub(crate) async fn insert_rows(
         .await
         .map_err(db)?;
     if rows.len() != n {
-        return Err(StoreError::Backend(format!(
-            "inserting {n} jobs returned {} rows",
-            rows.len()
+        return Err(StoreError::Backend(errand_core::BackendError::permanent(
+            format!("inserting {n} jobs returned {} rows", rows.len()),
         )));
     }
     // Ids were drawn in input order (the statement inserts ORDER BY

@@ -57,6 +57,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{DEFAULT_SCHEMA, PostgresConfig, check_schema_name, redact_text, redact_url};
 pub use errand_core::url::is_postgres_url;
+pub use error::PostgresError;
 pub use migrate::SCHEMA_VERSION;
 /// The `sqlx` this crate is built with: use it for the transactions you pass
 /// to [`PostgresStore::insert_jobs_in`] and [`PostgresStore::complete_in`].
@@ -107,11 +108,11 @@ impl Drop for Inner {
 /// Parses the URL and applies the configuration's connection settings.
 /// Returns the options and how long connecting may take: libpq's
 /// `connect_timeout` in the URL's query, else [`PostgresConfig::connect_timeout`].
-fn connect_options(config: &PostgresConfig) -> Result<(PgConnectOptions, Duration), StoreError> {
+fn connect_options(config: &PostgresConfig) -> Result<(PgConnectOptions, Duration), PostgresError> {
     let url = config.url.trim();
     if !is_postgres_url(url) {
         let scheme = url.split_once("://").map_or("(none)", |(s, _)| s);
-        return Err(StoreError::InvalidConfig(format!(
+        return Err(PostgresError::Config(format!(
             "invalid PostgreSQL URL: it must start with postgres:// or postgresql:// (the scheme is {scheme:?})"
         )));
     }
@@ -128,7 +129,7 @@ fn connect_options(config: &PostgresConfig) -> Result<(PgConnectOptions, Duratio
             sqlx::Error::Configuration(inner) => inner.to_string(),
             other => other.to_string(),
         };
-        StoreError::InvalidConfig(format!(
+        PostgresError::Config(format!(
             "invalid PostgreSQL URL {}: {}",
             config::redact_url(url),
             error::one_line(&why)
@@ -173,15 +174,18 @@ async fn probe(
     timeout: Duration,
     opts: &PgConnectOptions,
     target: &Target,
-) -> Result<PgConnection, StoreError> {
+) -> Result<PgConnection, PostgresError> {
     match tokio::time::timeout(timeout, PgConnection::connect_with(opts)).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(connect_error(target, &e)),
-        Err(_) => Err(StoreError::Connect(format!(
-            "{}: no answer within {} ms (is the host reachable?)",
-            target.text,
-            timeout.as_millis()
-        ))),
+        Ok(Err(e)) => Err(connect_error(target, e)),
+        Err(_) => Err(PostgresError::Connect {
+            message: format!(
+                "{}: no answer within {} ms (is the host reachable?)",
+                target.text,
+                timeout.as_millis()
+            ),
+            source: None,
+        }),
     }
 }
 
@@ -277,7 +281,7 @@ impl PostgresStore {
     /// call from several processes at once. Returns the schema version.
     pub async fn migrate(&self) -> Result<i64, StoreError> {
         let mut conn = self.inner.pool.acquire().await.map_err(db)?;
-        migrate::migrate(&mut conn, &self.inner.schema, SCHEMA_VERSION).await
+        Ok(migrate::migrate(&mut conn, &self.inner.schema, SCHEMA_VERSION).await?)
     }
 
     /// Applies pending migrations up to `version` only, without opening a
@@ -290,13 +294,13 @@ impl PostgresStore {
         let mut conn = probe(connect_timeout, &opts, &target).await?;
         let out = migrate::migrate(&mut conn, &config.schema, version).await;
         let _ = conn.close().await;
-        out
+        Ok(out?)
     }
 
     /// The schema's version as recorded in the database.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         let mut conn = self.inner.pool.acquire().await.map_err(db)?;
-        migrate::current_version(&mut conn, &self.inner.schema).await
+        Ok(migrate::current_version(&mut conn, &self.inner.schema).await?)
     }
 
     /// The schema holding errand's tables.

@@ -6,12 +6,11 @@
 //! pending and the others wait for it, then find nothing left to do. The
 //! applied versions are recorded in `errand_migrations`; a database whose
 //! newest version is unknown to this build is refused with
-//! [`StoreError::SchemaTooNew`].
+//! [`PostgresError::SchemaTooNew`].
 
-use errand_core::StoreError;
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::error::db;
+use crate::error::PostgresError;
 use crate::sql::{quoted_schema, render};
 
 /// One schema version.
@@ -55,25 +54,25 @@ pub(crate) fn lock_key(parts: &[&[u8]]) -> i64 {
 }
 
 /// The schema's version: 0 when errand's tables are not there yet.
-pub(crate) async fn current_version(conn: &mut PgConnection, schema: &str) -> Result<i64, StoreError> {
+pub(crate) async fn current_version(conn: &mut PgConnection, schema: &str) -> Result<i64, PostgresError> {
     let table = format!("{}.errand_migrations", quoted_schema(schema));
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(&table)
         .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
+        .await?;
     if !exists {
         return Ok(0);
     }
-    sqlx::query_scalar(&format!("SELECT coalesce(max(version), 0)::int8 FROM {table}"))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)
+    Ok(
+        sqlx::query_scalar(&format!("SELECT coalesce(max(version), 0)::int8 FROM {table}"))
+            .fetch_one(&mut *conn)
+            .await?,
+    )
 }
 
-fn check_not_newer(found: i64) -> Result<(), StoreError> {
+fn check_not_newer(found: i64) -> Result<(), PostgresError> {
     if found > SCHEMA_VERSION {
-        Err(StoreError::SchemaTooNew {
+        Err(PostgresError::SchemaTooNew {
             found,
             supported: SCHEMA_VERSION,
         })
@@ -84,7 +83,11 @@ fn check_not_newer(found: i64) -> Result<(), StoreError> {
 
 /// Applies every migration up to `target` that is not applied yet. Returns
 /// the schema's version afterwards.
-pub(crate) async fn migrate(conn: &mut PgConnection, schema: &str, target: i64) -> Result<i64, StoreError> {
+pub(crate) async fn migrate(
+    conn: &mut PgConnection,
+    schema: &str,
+    target: i64,
+) -> Result<i64, PostgresError> {
     let target = target.min(SCHEMA_VERSION);
     // Without the lock first: when nothing is pending (every start but the
     // first), no process waits on another.
@@ -94,28 +97,25 @@ pub(crate) async fn migrate(conn: &mut PgConnection, schema: &str, target: i64) 
         return Ok(found);
     }
 
-    let mut tx = conn.begin().await.map_err(db)?;
+    let mut tx = conn.begin().await?;
     // Held until commit: concurrent migrators of this schema queue here.
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(lock_key(&[b"errand.migrate", schema.as_bytes()]))
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
     // A migration may rewrite a big table; the store's statement timeout is
     // for its queries, not for this.
     sqlx::query("SET LOCAL statement_timeout = 0")
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
         .bind(schema)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
     let q = quoted_schema(schema);
     if !exists {
         let create = format!("CREATE SCHEMA {q}");
-        tx.execute(create.as_str()).await.map_err(db)?;
+        tx.execute(create.as_str()).await?;
     }
     let bookkeeping = format!(
         "CREATE TABLE IF NOT EXISTS {q}.errand_migrations (
@@ -124,7 +124,7 @@ pub(crate) async fn migrate(conn: &mut PgConnection, schema: &str, target: i64) 
              applied_at timestamptz NOT NULL DEFAULT now()
          )"
     );
-    tx.execute(bookkeeping.as_str()).await.map_err(db)?;
+    tx.execute(bookkeeping.as_str()).await?;
     // Read again under the lock: another process may have just migrated.
     let found = current_version(&mut tx, schema).await?;
     check_not_newer(found)?;
@@ -136,14 +136,13 @@ pub(crate) async fn migrate(conn: &mut PgConnection, schema: &str, target: i64) 
         let script = render(m.sql, schema);
         tx.execute(script.as_str())
             .await
-            .map_err(|e| StoreError::Backend(format!("migration {} failed: {}", m.name, db(e))))?;
+            .map_err(|source| PostgresError::Migration { name: m.name, source })?;
         let record = format!("INSERT INTO {q}.errand_migrations (version, name) VALUES ($1, $2)");
         sqlx::query(&record)
             .bind(m.version)
             .bind(m.name)
             .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .await?;
         tracing::info!(
             schema,
             version = m.version,
@@ -152,30 +151,30 @@ pub(crate) async fn migrate(conn: &mut PgConnection, schema: &str, target: i64) 
         );
         version = m.version;
     }
-    tx.commit().await.map_err(db)?;
+    tx.commit().await?;
     Ok(version)
 }
 
 /// Fails unless the schema is exactly at [`SCHEMA_VERSION`].
 /// Refuses a database where errand's schema was never created.
-pub(crate) async fn require_created(conn: &mut PgConnection, schema: &str) -> Result<(), StoreError> {
+pub(crate) async fn require_created(conn: &mut PgConnection, schema: &str) -> Result<(), PostgresError> {
     if current_version(conn, schema).await? == 0 {
-        return Err(StoreError::Uninitialized(format!(
-            "the PostgreSQL database has no errand schema {schema:?} (or its tables are missing); \
-             run `errand migrate` to create it (or check --database and postgres_schema)"
-        )));
+        return Err(PostgresError::Uninitialized {
+            schema: schema.to_owned(),
+        });
     }
     Ok(())
 }
 
-pub(crate) async fn require_current(conn: &mut PgConnection, schema: &str) -> Result<(), StoreError> {
+pub(crate) async fn require_current(conn: &mut PgConnection, schema: &str) -> Result<(), PostgresError> {
     let found = current_version(conn, schema).await?;
     check_not_newer(found)?;
     if found < SCHEMA_VERSION {
-        return Err(StoreError::Backend(format!(
-            "the database schema {schema:?} is at version {found}, older than this errand's \
-             {SCHEMA_VERSION}: run `errand migrate`"
-        )));
+        return Err(PostgresError::Outdated {
+            schema: schema.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
     }
     Ok(())
 }

@@ -10,12 +10,19 @@ use sqlx::postgres::PgRow;
 use crate::error::db;
 
 fn parse_json<T: serde::de::DeserializeOwned>(id: i64, column: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Backend(format!("job {id}: column {column} holds unreadable JSON: {e}")))
+    serde_json::from_str(text).map_err(|e| {
+        StoreError::Backend(errand_core::BackendError::permanent(format!(
+            "job {id}: column {column} holds unreadable JSON: {e}"
+        )))
+    })
 }
 
 pub(crate) fn state(id: i64, s: &str) -> Result<JobState, StoreError> {
-    JobState::parse(s).ok_or_else(|| StoreError::Backend(format!("job {id}: unknown state {s:?}")))
+    JobState::parse(s).ok_or_else(|| {
+        StoreError::Backend(errand_core::BackendError::permanent(format!(
+            "job {id}: unknown state {s:?}"
+        )))
+    })
 }
 
 /// The `__JOB__` column list (see `sql.rs`), in order: rows are read by

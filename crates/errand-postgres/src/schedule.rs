@@ -105,10 +105,8 @@ impl PostgresStore {
             .await
             .map_err(db)?;
         if rows.len() != ticks.len() {
-            return Err(StoreError::Backend(format!(
-                "advancing {} schedules returned {} rows",
-                ticks.len(),
-                rows.len()
+            return Err(StoreError::Backend(errand_core::BackendError::permanent(
+                format!("advancing {} schedules returned {} rows", ticks.len(), rows.len()),
             )));
         }
         // Each tick's result, once known; `running` per tick for the overlap check.
@@ -181,9 +179,9 @@ impl PostgresStore {
                 continue;
             }
             let Some(job) = tick.job else {
-                return Err(StoreError::Backend(
-                    "a tick without a job reached the insert".into(),
-                ));
+                return Err(StoreError::Backend(errand_core::BackendError::permanent(
+                    "a tick without a job reached the insert",
+                )));
             };
             inserting.push((i, tick.schedule, to_micros(tick.fire_at)));
             to_insert.push(job);
@@ -203,10 +201,12 @@ impl PostgresStore {
                 insert_plain(tx, sql, &to_insert, now, Notify::InTransaction).await?
             };
             if inserted.len() != inserting.len() {
-                return Err(StoreError::Backend(format!(
-                    "inserting {} ticks' jobs returned {} results",
-                    inserting.len(),
-                    inserted.len()
+                return Err(StoreError::Backend(errand_core::BackendError::permanent(
+                    format!(
+                        "inserting {} ticks' jobs returned {} results",
+                        inserting.len(),
+                        inserted.len()
+                    ),
                 )));
             }
             for ((i, schedule, fire_us), ins) in inserting.into_iter().zip(inserted) {
@@ -287,6 +287,12 @@ fn segments(ticks: Vec<ScheduleTick>) -> Vec<Vec<ScheduleTick>> {
 /// Every tick's result, or an error if one was left undecided.
 fn finish(out: Vec<Option<TickResult>>) -> Result<Vec<TickResult>, StoreError> {
     out.into_iter()
-        .map(|r| r.ok_or_else(|| StoreError::Backend("a tick was left without a result".into())))
+        .map(|r| {
+            r.ok_or_else(|| {
+                StoreError::Backend(errand_core::BackendError::permanent(
+                    "a tick was left without a result",
+                ))
+            })
+        })
         .collect()
 }

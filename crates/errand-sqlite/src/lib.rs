@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod error;
 mod reader;
 mod row;
 mod schedule;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use errand_core::StoreError;
 
+pub use error::OpenError;
 pub use schema::SCHEMA_VERSION;
 
 /// How hard a commit tries to reach the disk.
@@ -189,9 +191,9 @@ impl SqliteStore {
                 })
                 .map_err(row::err)?;
             if busy != 0 {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::Backend(errand_core::BackendError::transient(format!(
                     "the WAL checkpoint could not complete ({copied} of {log} pages copied): other connections are reading"
-                )));
+                ))));
             }
             Ok(())
         })

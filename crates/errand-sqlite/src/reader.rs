@@ -27,7 +27,7 @@ impl Readers {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match idle {
             Some(c) => Ok(c),
-            None => crate::schema::connect(&self.config),
+            None => crate::schema::connect(&self.config).map_err(StoreError::from),
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use rusqlite::Row;
 
 use errand_core::clock::from_micros;
-use errand_core::{Job, JobId, JobState, Lease, StoreError};
+use errand_core::{Job, JobId, JobState, Lease};
 
 /// Reads a `jobs` row selected with `*` (columns in table order).
 pub(crate) fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
@@ -76,36 +76,4 @@ pub(crate) fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-/// Turns a SQLite error into the store's error type.
-pub(crate) fn err(e: rusqlite::Error) -> StoreError {
-    classify(e, None)
-}
-
-/// Maps an SQLite error to a [`StoreError`]: a damaged file (SQLITE_CORRUPT,
-/// SQLITE_NOTADB) or one that cannot be written (SQLITE_READONLY) is
-/// [`StoreError::Unusable`], permanent, as is an existing file SQLite cannot
-/// open (SQLITE_CANTOPEN: its directory or `-wal`/`-shm` files are not
-/// writable); anything else (busy, full, I/O) is a
-/// transient [`StoreError::Backend`]. `path` names the file when known.
-pub(crate) fn classify(e: rusqlite::Error, path: Option<&std::path::Path>) -> StoreError {
-    use rusqlite::ErrorCode::{CannotOpen, DatabaseCorrupt, NotADatabase, PermissionDenied, ReadOnly};
-    let file = path.map_or_else(
-        || "the SQLite database".to_owned(),
-        |p| format!("SQLite database {}", p.display()),
-    );
-    match e.sqlite_error_code() {
-        Some(DatabaseCorrupt | NotADatabase) => {
-            StoreError::Unusable(format!("{file} is damaged ({e}); restore it from a backup"))
-        }
-        Some(ReadOnly | PermissionDenied) => StoreError::Unusable(format!(
-            "{file} cannot be written ({e}); check the permissions of the file and its directory"
-        )),
-        // The file exists (connect checks first), so this is its `-wal` or
-        // `-shm` file: a directory this user cannot write, most often.
-        Some(CannotOpen) if path.is_some_and(|p| p.exists()) => StoreError::Unusable(format!(
-            "{file} cannot be opened for writing ({e}); check that this user may write the file, \
-             its -wal and -shm files and its directory"
-        )),
-        _ => StoreError::Backend(e.to_string()),
-    }
-}
+pub(crate) use crate::error::err;

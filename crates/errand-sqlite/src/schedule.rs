@@ -140,7 +140,11 @@ fn fire(conn: &Connection, tick: ScheduleTick, now: Timestamp) -> Result<TickRes
     }
     let inserted = crate::store::insert_all(conn, vec![job], now, true)?
         .pop()
-        .ok_or_else(|| StoreError::Backend("inserting a tick's job returned nothing".into()))?;
+        .ok_or_else(|| {
+            StoreError::Backend(errand_core::BackendError::permanent(
+                "inserting a tick's job returned nothing",
+            ))
+        })?;
     conn.prepare_cached("UPDATE schedule_ticks SET job_id = ?3 WHERE schedule = ?1 AND fire_at = ?2")
         .map_err(err)?
         .execute(params![tick.schedule, fire_us, inserted.id.0])

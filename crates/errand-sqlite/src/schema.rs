@@ -6,6 +6,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use errand_core::StoreError;
 
+use crate::error::{LOCK, OpenError};
 use crate::{Durability, SqliteConfig};
 
 /// The WAL size (pages) at which a committing writer checkpoints by itself.
@@ -32,6 +33,14 @@ fn sqlite_err(e: rusqlite::Error) -> StoreError {
     crate::row::err(e)
 }
 
+/// Another SQLite failure while opening `cfg`'s file.
+fn setup(cfg: &SqliteConfig) -> impl FnOnce(rusqlite::Error) -> OpenError + '_ {
+    move |source| OpenError::Setup {
+        path: cfg.path.clone(),
+        source,
+    }
+}
+
 /// How long opening keeps retrying while another process holds the lock it
 /// needs to switch a new file to WAL mode (at most; usually milliseconds).
 const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
@@ -41,60 +50,49 @@ const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
 /// A missing file is created with `cfg.file_mode` (0600 by default; SQLite
 /// gives the `-wal` and `-shm` files the database's mode), or refused when
 /// `cfg.create` is false. A file that is not a database, or that this process
-/// cannot write, is [`StoreError::Unusable`].
-pub(crate) fn connect(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
+/// cannot write, becomes [`StoreError::Unusable`] at the port.
+pub(crate) fn connect(cfg: &SqliteConfig) -> Result<Connection, OpenError> {
     let path = &cfg.path;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.is_dir()
     {
-        return Err(StoreError::Connect(format!(
-            "cannot open SQLite database {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        )));
+        return Err(OpenError::NoDirectory {
+            path: path.clone(),
+            dir: dir.to_owned(),
+        });
     }
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if cfg.create {
         create_file(cfg)?;
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     } else if !path.exists() {
-        return Err(StoreError::Uninitialized(format!(
-            "SQLite database {} does not exist; run `errand migrate` to create it (or check --database)",
-            path.display()
-        )));
+        return Err(OpenError::Missing { path: path.clone() });
     }
-    let conn =
-        Connection::open_with_flags(path, flags).map_err(|e| match crate::row::classify(e, Some(path)) {
-            StoreError::Backend(e) => {
-                StoreError::Connect(format!("cannot open SQLite database {}: {e}", path.display()))
-            }
-            other => other,
-        })?;
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| OpenError::Sqlite {
+        path: path.clone(),
+        doing: "open",
+        source,
+    })?;
     // SQLite opens a file it may not write read-only without saying so.
     if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
-        return Err(StoreError::Unusable(format!(
-            "SQLite database {} is read-only for this user; errand needs to write it \
-             (check the permissions of the file and its directory)",
-            path.display()
-        )));
+        return Err(OpenError::ReadOnly { path: path.clone() });
     }
-    conn.busy_timeout(cfg.busy_timeout).map_err(sqlite_err)?;
+    conn.busy_timeout(cfg.busy_timeout).map_err(setup(cfg))?;
     let sync = match cfg.durability {
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
     let mode = with_lock_retry(|| conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)))
-        .map_err(|e| match crate::row::classify(e, Some(path)) {
-            StoreError::Backend(e) => {
-                StoreError::Connect(format!("cannot use SQLite database {}: {e}", path.display()))
-            }
-            other => other,
+        .map_err(|source| OpenError::Sqlite {
+            path: path.clone(),
+            doing: "use",
+            source,
         })?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Connect(format!(
-            "SQLite database {} cannot use WAL mode (got {mode})",
-            path.display()
-        )));
+        return Err(OpenError::NoWal {
+            path: path.clone(),
+            mode,
+        });
     }
     with_lock_retry(|| {
         conn.execute_batch(&format!(
@@ -102,19 +100,19 @@ pub(crate) fn connect(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
              PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
         ))
     })
-    .map_err(sqlite_err)?;
+    .map_err(setup(cfg))?;
     // Plans must not depend on bound values: SQLite otherwise re-prepares a
     // statement whenever a value it planned with changes, such as the claim's
     // `LIMIT ?`, which differs from claim to claim (a parse and plan per claim).
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-        .map_err(sqlite_err)?;
+        .map_err(setup(cfg))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
 /// Creates the database file with the configured mode if it does not exist
 /// yet, so that SQLite never creates it with the process's default (0644).
-fn create_file(cfg: &SqliteConfig) -> Result<(), StoreError> {
+fn create_file(cfg: &SqliteConfig) -> Result<(), OpenError> {
     use std::os::unix::fs::OpenOptionsExt as _;
     match std::fs::OpenOptions::new()
         .write(true)
@@ -124,14 +122,10 @@ fn create_file(cfg: &SqliteConfig) -> Result<(), StoreError> {
     {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(StoreError::Unusable(format!(
-            "cannot create SQLite database {}: {e}; check the permissions of its directory",
-            cfg.path.display()
-        ))),
-        Err(e) => Err(StoreError::Connect(format!(
-            "cannot create SQLite database {}: {e}",
-            cfg.path.display()
-        ))),
+        Err(source) => Err(OpenError::Create {
+            path: cfg.path.clone(),
+            source,
+        }),
     }
 }
 
@@ -164,7 +158,7 @@ pub(crate) fn with_lock_retry<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> 
 /// file of at most [`QUICK_CHECK_MAX_BYTES`] must pass `PRAGMA quick_check`
 /// (a larger one is only checked as it is read: a full check would make
 /// every start slow).
-pub(crate) fn check_intact(conn: &Connection, cfg: &SqliteConfig) -> Result<(), StoreError> {
+pub(crate) fn check_intact(conn: &Connection, cfg: &SqliteConfig) -> Result<(), OpenError> {
     let path = &cfg.path;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     if size > 0 {
@@ -173,22 +167,19 @@ pub(crate) fn check_intact(conn: &Connection, cfg: &SqliteConfig) -> Result<(), 
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
             .is_ok();
         if readable && &header != b"SQLite format 3\0" {
-            return Err(StoreError::Unusable(format!(
-                "{} is not an SQLite database (its header is wrong); check --database, or restore it from a backup",
-                path.display()
-            )));
+            return Err(OpenError::NotADatabase { path: path.clone() });
         }
     }
     if size > QUICK_CHECK_MAX_BYTES {
         return Ok(());
     }
-    let verdict: String = with_lock_retry(|| conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)))
-        .map_err(|e| crate::row::classify(e, Some(path)))?;
+    let verdict: String =
+        with_lock_retry(|| conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))).map_err(setup(cfg))?;
     if verdict != "ok" {
-        return Err(StoreError::Unusable(format!(
-            "SQLite database {} is damaged ({verdict}); restore it from a backup",
-            path.display()
-        )));
+        return Err(OpenError::Damaged {
+            path: path.clone(),
+            verdict,
+        });
     }
     Ok(())
 }
@@ -213,19 +204,16 @@ pub(crate) fn version(conn: &Connection) -> Result<i64, StoreError> {
 /// Applies pending migrations under the write lock, so concurrent starters
 /// serialise; refuses a schema newer than this build, and, unless
 /// `cfg.create`, a file with no errand schema at all.
-pub(crate) fn migrate(conn: &Connection, cfg: &SqliteConfig) -> Result<i64, StoreError> {
-    with_lock_retry(|| conn.execute_batch("BEGIN IMMEDIATE")).map_err(|e| {
-        match crate::row::classify(e, Some(&cfg.path)) {
-            StoreError::Backend(e) => {
-                StoreError::Connect(format!("cannot lock the SQLite database for migration: {e}"))
-            }
-            other => other,
-        }
+pub(crate) fn migrate(conn: &Connection, cfg: &SqliteConfig) -> Result<i64, OpenError> {
+    with_lock_retry(|| conn.execute_batch("BEGIN IMMEDIATE")).map_err(|source| OpenError::Sqlite {
+        path: cfg.path.clone(),
+        doing: LOCK,
+        source,
     })?;
     let out = migrate_locked(conn, cfg);
     match out {
         Ok(v) => {
-            conn.execute_batch("COMMIT").map_err(sqlite_err)?;
+            conn.execute_batch("COMMIT").map_err(setup(cfg))?;
             Ok(v)
         }
         Err(e) => {
@@ -235,24 +223,25 @@ pub(crate) fn migrate(conn: &Connection, cfg: &SqliteConfig) -> Result<i64, Stor
     }
 }
 
-fn migrate_locked(conn: &Connection, cfg: &SqliteConfig) -> Result<i64, StoreError> {
-    let found = version(conn)?;
+fn migrate_locked(conn: &Connection, cfg: &SqliteConfig) -> Result<i64, OpenError> {
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(setup(cfg))?;
     if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
+        return Err(OpenError::SchemaTooNew {
             found,
             supported: SCHEMA_VERSION,
         });
     }
     if found == 0 && !cfg.create {
-        return Err(StoreError::Uninitialized(format!(
-            "SQLite database {} has no errand schema; run `errand migrate` to create it (or check --database)",
-            cfg.path.display()
-        )));
+        return Err(OpenError::NoSchema {
+            path: cfg.path.clone(),
+        });
     }
     for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
-        conn.execute_batch(sql).map_err(sqlite_err)?;
+        conn.execute_batch(sql).map_err(setup(cfg))?;
         conn.execute_batch(&format!("PRAGMA user_version = {v}"))
-            .map_err(sqlite_err)?;
+            .map_err(setup(cfg))?;
         tracing::info!(version = v, "applied SQLite migration");
     }
     Ok(SCHEMA_VERSION)

@@ -245,9 +245,8 @@ fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Vec<i64>, StoreError> 
         .map_err(err)?;
     // Both statements run in one transaction under the write lock.
     if marked != ids.len() {
-        return Err(StoreError::Backend(format!(
-            "claim marked {marked} of the {} jobs it picked",
-            ids.len()
+        return Err(StoreError::Backend(errand_core::BackendError::permanent(
+            format!("claim marked {marked} of the {} jobs it picked", ids.len()),
         )));
     }
     Ok(ids)

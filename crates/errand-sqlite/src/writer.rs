@@ -6,7 +6,7 @@ use std::thread;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use errand_core::StoreError;
+use errand_core::{BackendError, StoreError};
 
 /// What a command does after the group's commit: deliver its result, or the
 /// commit's error.
@@ -89,14 +89,18 @@ impl Writer {
         let run: Run = Box::new(move |conn| {
             let result = match conn {
                 Ok(conn) => f(conn),
-                Err(e) => Err(StoreError::Backend(format!(
+                // The writer's own transaction failed, not this command:
+                // a busy or full database, an I/O error. Later groups may succeed.
+                Err(e) => Err(StoreError::Backend(BackendError::transient(format!(
                     "cannot start a write transaction: {e}"
-                ))),
+                )))),
             };
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |commit_err| {
                 let out = match commit_err {
-                    Some(e) if ok => Err(StoreError::Backend(format!("commit failed: {e}"))),
+                    Some(e) if ok => Err(StoreError::Backend(BackendError::transient(format!(
+                        "commit failed: {e}"
+                    )))),
                     _ => result,
                 };
                 let _ = reply_tx.send(out);

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use errand::{Errand, NewJob};
+use errand_core::ErrorCode;
 use errand_core::validate::{Limits, ValidationError};
 
 use super::jobs::EnqueueArgs;
@@ -54,7 +55,7 @@ impl Line {
         if self.unique_for.is_some() && self.unique_key.is_none() {
             return Err(ValidationError {
                 field: "unique_for",
-                code: "unique_for_without_key",
+                code: ErrorCode::UniqueForWithoutKey,
                 message: "needs unique_key".into(),
                 index: None,
             }
@@ -155,7 +156,7 @@ pub(crate) async fn run(
                 n,
                 ValidationError {
                     field: "batch",
-                    code: "line_too_long",
+                    code: ErrorCode::LineTooLong,
                     message: format!("longer than {max_line} bytes"),
                     index: None,
                 },
@@ -166,7 +167,7 @@ pub(crate) async fn run(
                 n,
                 ValidationError {
                     field: "batch",
-                    code: "line_invalid",
+                    code: ErrorCode::LineInvalid,
                     message: "not UTF-8 text".into(),
                     index: None,
                 },
@@ -180,7 +181,7 @@ pub(crate) async fn run(
                 n,
                 ValidationError {
                     field: "batch",
-                    code: "line_invalid",
+                    code: ErrorCode::LineInvalid,
                     message: format!("not a job object: {e}"),
                     index: None,
                 },

@@ -25,6 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value, json};
 
 use errand::{Errand, Executor, JobContext, NewJob, QueueConfig, WorkerConfig};
+use errand_core::ErrorCode;
 use errand_core::Outcome;
 
 use super::config::Config;
@@ -71,7 +72,7 @@ pub(crate) struct BenchArgs {
 }
 
 /// Invalid input to `bench` (exit code 2, like every invalid input).
-fn invalid_input(field: &'static str, code: &'static str, message: String) -> anyhow::Error {
+fn invalid_input(field: &'static str, code: ErrorCode, message: String) -> anyhow::Error {
     errand_core::validate::ValidationError {
         field,
         code,
@@ -179,7 +180,7 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         if n == 0 {
             return Err(invalid_input(
                 field,
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 "must be at least 1".to_owned(),
             ));
         }
@@ -187,7 +188,7 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
     if a.finished.is_some() && !a.keep_completed {
         return Err(invalid_input(
             "finished",
-            "finished_needs_kept_jobs",
+            ErrorCode::FinishedNeedsKeptJobs,
             "--finished measures claiming beside kept completed jobs: it needs --keep-completed true"
                 .to_owned(),
         ));
@@ -216,7 +217,7 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
                 errand::StoreUrl::Sqlite(_) => {
                     return Err(invalid_input(
                         "database",
-                        "database_required",
+                        ErrorCode::DatabaseRequired,
                         "--backend postgres needs the server: give --database postgres://USER@HOST/DB"
                             .to_owned(),
                     ));
@@ -237,7 +238,7 @@ pub(crate) async fn run(a: &BenchArgs, config: &Config, as_json: bool) -> anyhow
         other => {
             return Err(invalid_input(
                 "backend",
-                "backend_invalid",
+                ErrorCode::BackendInvalid,
                 format!("{other:?} is not a backend: use sqlite or postgres"),
             ));
         }

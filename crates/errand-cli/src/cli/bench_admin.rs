@@ -50,7 +50,12 @@ async fn insert(store: &dyn Store, jobs: Vec<NewJob>) -> anyhow::Result<Vec<JobI
         .into_iter()
         .map(|j| validate(j, &Limits::default(), now))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(store.insert_jobs(valid, now).await?.into_iter().map(|i| i.id).collect())
+    Ok(store
+        .insert_jobs(valid, now)
+        .await?
+        .into_iter()
+        .map(|i| i.id)
+        .collect())
 }
 
 /// Claims up to `n` jobs of `queue` and finishes each as `finish(i)` says

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use errand::{Errand, JobId, JobState, NewJob};
+use errand_core::ErrorCode;
 use errand_core::store::{JobFilter, Scope};
 use errand_core::validate::{Limits, ValidationError};
 
@@ -85,7 +86,7 @@ pub(crate) struct EnqueueArgs {
     pub(crate) batch_size: u32,
 }
 
-fn invalid(field: &'static str, code: &'static str, message: String) -> anyhow::Error {
+fn invalid(field: &'static str, code: ErrorCode, message: String) -> anyhow::Error {
     ValidationError {
         field,
         code,
@@ -101,14 +102,14 @@ fn duration_arg(field: &'static str, v: &Option<String>) -> anyhow::Result<Optio
             if s.trim_start().starts_with('-') {
                 return Err(invalid(
                     field,
-                    "duration_negative",
+                    ErrorCode::DurationNegative,
                     format!("{s:?} is negative: a duration must not be negative (like 30s, 5m, 2h)"),
                 ));
             }
             parse_duration(s).map_err(|_| {
                 invalid(
                     field,
-                    "duration_invalid",
+                    ErrorCode::DurationInvalid,
                     format!("{s:?} is not a duration (like 30s, 5m, 2h)"),
                 )
             })
@@ -130,8 +131,13 @@ fn read_args(args: &str, limit: usize) -> anyhow::Result<String> {
     } else {
         return Ok(args.to_owned());
     };
-    let unreadable =
-        |e: std::io::Error| invalid("args", "args_unreadable", format!("cannot read {source}: {e}"));
+    let unreadable = |e: std::io::Error| {
+        invalid(
+            "args",
+            ErrorCode::ArgsUnreadable,
+            format!("cannot read {source}: {e}"),
+        )
+    };
     let mut bytes = Vec::new();
     reader
         .and_then(|r| r.take(limit as u64 + 1).read_to_end(&mut bytes))
@@ -139,14 +145,14 @@ fn read_args(args: &str, limit: usize) -> anyhow::Result<String> {
     if bytes.len() > limit {
         return Err(invalid(
             "args",
-            "args_too_large",
+            ErrorCode::ArgsTooLarge,
             format!("{source} holds more than {limit} bytes; the limit is {limit} bytes"),
         ));
     }
     String::from_utf8(bytes).map_err(|_| {
         invalid(
             "args",
-            "args_invalid_json",
+            ErrorCode::ArgsInvalidJson,
             format!("{source} is not valid JSON: it is not UTF-8 text"),
         )
     })
@@ -165,7 +171,7 @@ impl EnqueueArgs {
             job.run_at = Some(at.parse::<Timestamp>().map_err(|e| {
                 invalid(
                     "at",
-                    "time_invalid",
+                    ErrorCode::TimeInvalid,
                     format!("{at:?} is not an RFC 3339 time (like 2026-12-01T09:00:00Z): {e}"),
                 )
             })?);
@@ -179,7 +185,7 @@ impl EnqueueArgs {
             let policy = self
                 .retry
                 .policy("retry")
-                .map_err(|m| invalid("retry", "retry_invalid", m))?;
+                .map_err(|m| invalid("retry", ErrorCode::RetryInvalid, m))?;
             job = job.retry(policy);
         }
         if let Some(key) = &self.unique_key {
@@ -214,7 +220,7 @@ pub(crate) fn check_before_open(cmd: &super::Command) -> anyhow::Result<Option<N
             if single_job_flags {
                 return Err(invalid(
                     "batch",
-                    "batch_with_job_flags",
+                    ErrorCode::BatchWithJobFlags,
                     "--batch takes no other job flags: give each job's fields on its line".into(),
                 ));
             }
@@ -314,7 +320,7 @@ fn job_id(field: &'static str, id: i64) -> anyhow::Result<JobId> {
     if id < 1 {
         return Err(invalid(
             field,
-            "id_invalid",
+            ErrorCode::IdInvalid,
             format!("{id} is not a job id: the id must be a positive integer"),
         ));
     }
@@ -342,7 +348,7 @@ fn list_filter(a: &ListArgs) -> anyhow::Result<JobFilter> {
     for s in &a.states {
         states.push(
             s.parse::<JobState>()
-                .map_err(|e| invalid("state", "state_invalid", e))?,
+                .map_err(|e| invalid("state", ErrorCode::StateInvalid, e))?,
         );
     }
     if let Some(q) = &a.queue {
@@ -351,7 +357,7 @@ fn list_filter(a: &ListArgs) -> anyhow::Result<JobFilter> {
     if a.limit == 0 || a.limit > 1000 {
         return Err(invalid(
             "limit",
-            "limit_out_of_range",
+            ErrorCode::LimitOutOfRange,
             format!("{} is out of range: use 1 to 1000", a.limit),
         ));
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::Context as _;
+use errand_core::ErrorCode;
 use errand_core::schedule::crontab::{self, CronZone};
 use errand_core::schedule::{Action, Schedule, ScheduleFile, Timing, zone};
 use jiff::Timestamp;
@@ -124,7 +125,7 @@ pub(crate) fn run(cmd: ScheduleCmd, as_json: bool) -> Result<(), Failure> {
 /// from its code (`main`'s `classify`).
 #[derive(Debug)]
 pub(crate) struct Failure {
-    pub(crate) code: &'static str,
+    pub(crate) code: ErrorCode,
     pub(crate) field: Option<String>,
     message: String,
     pub(crate) issues: Vec<serde_json::Value>,
@@ -134,7 +135,7 @@ impl Failure {
     /// Invalid input (`invalid_argument`).
     pub(crate) fn invalid(field: Option<&str>, message: impl Into<String>) -> Failure {
         Failure {
-            code: "invalid_argument",
+            code: ErrorCode::InvalidArgument,
             field: field.map(str::to_owned),
             message: message.into(),
             issues: Vec::new(),
@@ -144,7 +145,7 @@ impl Failure {
     /// The crontab program failed, or the crontab is not ours to change.
     pub(crate) fn crontab(message: impl Into<String>) -> Failure {
         Failure {
-            code: "crontab_failed",
+            code: ErrorCode::CrontabFailed,
             field: None,
             message: message.into(),
             issues: Vec::new(),
@@ -164,7 +165,7 @@ impl std::error::Error for Failure {}
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {
         Failure {
-            code: "io_error",
+            code: ErrorCode::IoError,
             field: None,
             message: format!("cannot write the output: {e}"),
             issues: Vec::new(),
@@ -415,7 +416,7 @@ fn load(path: &Path, as_json: bool) -> Result<ScheduleFile, Failure> {
                 summary
             };
             Err(Failure {
-                code: "config_invalid",
+                code: ErrorCode::ConfigInvalid,
                 field,
                 message,
                 issues: problems.into_iter().map(|(_, j)| j).collect(),
@@ -638,7 +639,7 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
     let user = args.user.as_deref();
     // A crontab errand cannot safely change (Begin without End, two blocks).
     let not_ours = |e: crontab::CrontabError| Failure {
-        code: "crontab_invalid",
+        code: ErrorCode::CrontabInvalid,
         field: None,
         message: e.to_string(),
         issues: Vec::new(),
@@ -719,7 +720,7 @@ fn crontab_cmd(args: CrontabArgs, as_json: bool) -> Result<(), Failure> {
                 lines.len()
             );
             return Err(Failure {
-                code: "not_exportable",
+                code: ErrorCode::NotExportable,
                 field: Some("schedule".into()),
                 message: if as_json {
                     format!("{summary}: {}", lines.join("; "))

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, ChildStdin, Command};
 
-use errand_core::Outcome;
 use errand_core::validate::ValidationError;
+use errand_core::{ErrorCode, Outcome};
 
 use super::{Executor, JobContext};
 
@@ -90,7 +90,7 @@ pub struct CommandArgs {
 fn invalid(field: &'static str, message: impl Into<String>) -> ValidationError {
     ValidationError {
         field,
-        code: "command_args_invalid",
+        code: ErrorCode::CommandArgsInvalid,
         message: message.into(),
         index: None,
     }
@@ -460,7 +460,11 @@ mod tests {
             ("[1]", "args"),
         ] {
             let e = CommandArgs::parse(args).unwrap_err();
-            assert_eq!((e.field, e.code), (field, "command_args_invalid"), "{args}: {e}");
+            assert_eq!(
+                (e.field, e.code),
+                (field, ErrorCode::CommandArgsInvalid),
+                "{args}: {e}"
+            );
         }
         let unknown = CommandArgs::parse(r#"{"argv":["echo"],"colour":1}"#).unwrap_err();
         assert!(unknown.message.contains("colour"), "{unknown}");

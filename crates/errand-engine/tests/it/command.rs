@@ -85,7 +85,7 @@ async fn bad_args_are_refused_at_enqueue_and_discarded_if_stored() {
     let errand_engine::EnqueueError::Invalid(v) = err else {
         panic!("not a validation error: {err:?}");
     };
-    assert_eq!((v.field, v.code), ("args.argv", "command_args_invalid"));
+    assert_eq!((v.field, v.code.as_str()), ("args.argv", "command_args_invalid"));
 
     let running = env
         .errand

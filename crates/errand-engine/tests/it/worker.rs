@@ -450,7 +450,10 @@ async fn zero_fetchers_is_refused() {
     let Err(err) = built else {
         panic!("a queue with no fetchers was accepted");
     };
-    assert_eq!((err.field, err.code), ("fetchers", "setting_out_of_range"));
+    assert_eq!(
+        (err.field, err.code.as_str()),
+        ("fetchers", "setting_out_of_range")
+    );
 }
 
 /// A queue with `keep_completed: false` deletes each job that succeeds and

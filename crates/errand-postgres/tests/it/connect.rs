@@ -26,7 +26,7 @@ fn one_line(msg: String) -> String {
 /// Opens `config` and returns the connect error's message, checking it is one line.
 async fn connect_error(config: PostgresConfig) -> String {
     match open_error(config).await {
-        StoreError::Connect(msg) => one_line(msg),
+        StoreError::Connect(msg) => one_line(msg.to_string()),
         other => panic!("expected a connect error, got {other:?}"),
     }
 }
@@ -106,6 +106,35 @@ async fn a_missing_database_is_named() {
     assert!(
         msg.contains("database \"errand_no_such_db\" does not exist"),
         "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_keeps_its_sqlstate_and_the_drivers_error() {
+    let Some(url) = support::url() else { return };
+    let e = open_error(PostgresConfig::from_url(variant(
+        &url,
+        None,
+        None,
+        Some("errand_no_such_db"),
+    )))
+    .await;
+    assert!(e.is_transient(), "{e:?}");
+    assert_eq!(e.code(), errand_core::ErrorCode::StoreUnavailable);
+    // invalid_catalog_name
+    assert_eq!(e.db_code(), Some(&errand_core::DbCode::SqlState("3D000".into())));
+    let source = std::error::Error::source(&e).expect("the store error keeps its source");
+    let pg = source
+        .downcast_ref::<errand_postgres::PostgresError>()
+        .expect("the source is the store's own error");
+    assert!(
+        matches!(pg, errand_postgres::PostgresError::Connect { .. }),
+        "{pg:?}"
+    );
+    let driver = std::error::Error::source(pg).expect("the driver's error");
+    assert!(
+        driver.downcast_ref::<errand_postgres::sqlx::Error>().is_some(),
+        "{driver:?}"
     );
 }
 

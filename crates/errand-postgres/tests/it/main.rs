@@ -10,6 +10,7 @@ mod leader;
 mod listener;
 mod migrations;
 mod outage;
+mod refused;
 mod transactions;
 
 use errand_core::validate::{Limits, validate};
